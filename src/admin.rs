@@ -1,0 +1,71 @@
+//! The admin listener (SPEC §4): metrics and health probes.
+//!
+//! Kept off the public listener so probes and scrapes never compete with
+//! tracking traffic and are never exposed to the internet by default.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::app::{App, Body, Phase};
+use crate::metrics::SINK_QUEUE;
+
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `Ok` when the server should get traffic, else the reason it should not.
+pub fn readiness(app: &App) -> Result<(), String> {
+    match app.phase() {
+        Phase::Starting => return Err("starting".into()),
+        Phase::Draining => return Err("shutting down".into()),
+        Phase::Ready => {}
+    }
+    app.sink.health()
+}
+
+/// Answers one admin request.
+pub fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "method not allowed\n",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            metrics::gauge!(SINK_QUEUE).set(app.sink.pending() as f64);
+            let body = crate::metrics::install().render();
+            text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body,
+            )
+        }
+        "/livez" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        "/readyz" | "/healthz" => match readiness(app) {
+            Ok(()) => text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("not ready: {why}\n"),
+            ),
+        },
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n",
+        ),
+    }
+}

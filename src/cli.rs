@@ -1,0 +1,418 @@
+//! The `trackedge` command line (SPEC §7).
+//!
+//! Exit codes: 0 ok, 64 bad usage or config, 1 runtime failure (an invalid
+//! token given to `verify` included).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::token::{check_destination, Claims, Keyring, TokenType, MAX_ATTRS};
+
+/// Exit code for bad usage or a bad configuration (BSD `EX_USAGE`).
+pub const EXIT_USAGE: u8 = 64;
+/// Exit code for a runtime failure.
+pub const EXIT_FAILURE: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "trackedge",
+    version,
+    about = "Tracking-pixel and click-redirect edge server"
+)]
+pub struct Cli {
+    /// Config file; built-in defaults when the default path is absent.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SignKind {
+    Open,
+    Click,
+    Unsubscribe,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve,
+    /// Mint a signed URL on server.public_url.
+    Sign {
+        kind: SignKind,
+        /// Campaign id (1-128 characters).
+        #[arg(long)]
+        campaign: String,
+        /// Recipient id: an opaque id, not an email address.
+        #[arg(long)]
+        recipient: Option<String>,
+        /// Message id.
+        #[arg(long)]
+        message: Option<String>,
+        /// Link id.
+        #[arg(long)]
+        link: Option<String>,
+        /// Destination: required for click, optional for unsubscribe.
+        #[arg(long)]
+        url: Option<String>,
+        /// Lifetime, e.g. 30d, 12h; none means the link never expires.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// Send time in unix seconds (default: now); feeds machine-click detection.
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        sent_at: Option<i64>,
+        /// Sender attribute copied to events, as key=value; repeatable.
+        #[arg(long = "attr", value_name = "KEY=VALUE")]
+        attrs: Vec<String>,
+    },
+    /// Decode a URL or token and tell whether it verifies.
+    Verify {
+        #[arg(value_name = "URL_OR_TOKEN")]
+        input: String,
+    },
+    /// Print the effective configuration, secrets redacted.
+    CheckConfig,
+    /// Print a fresh random signing secret.
+    GenKey,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging(cli.log_format);
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("trackedge: bad configuration: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => serve(cfg),
+        Command::Sign {
+            kind,
+            campaign,
+            recipient,
+            message,
+            link,
+            url,
+            expires_in,
+            sent_at,
+            attrs,
+        } => {
+            let req = SignRequest {
+                kind,
+                campaign,
+                recipient,
+                message,
+                link,
+                url,
+                expires_in,
+                sent_at,
+                attrs,
+            };
+            sign(&cfg, req).map(|u| println!("{u}"))
+        }
+        Command::Verify { input } => verify(&cfg, &input),
+        Command::CheckConfig => {
+            if cfg.uses_dev_key() {
+                eprintln!("warning: signing.keys is empty; the public development key is in use");
+            }
+            print!("{}", cfg.to_redacted_toml());
+            Ok(())
+        }
+        Command::GenKey => {
+            let mut key = [0u8; 32];
+            match getrandom::fill(&mut key) {
+                Ok(()) => {
+                    println!("{}", URL_SAFE_NO_PAD.encode(key));
+                    Ok(())
+                }
+                Err(e) => Err(Failure::Runtime(format!("no randomness available: {e}"))),
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(m)) => {
+            eprintln!("trackedge: {m}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(Failure::Runtime(m)) => {
+            eprintln!("trackedge: {m}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// How a command failed, which picks the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    Usage(String),
+    Runtime(String),
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Human => registry.with(fmt).init(),
+        LogFormat::Json => registry.with(fmt.json().flatten_event(true)).init(),
+    }
+}
+
+fn serve(cfg: Config) -> Result<(), Failure> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        crate::metrics::install();
+        if cfg.uses_dev_key() {
+            tracing::warn!(
+                "!!! signing.keys is empty: using the PUBLIC development key. Anyone can mint valid links. \
+                 Set signing.keys (make a secret with `trackedge gen-key`) before real use. !!!"
+            );
+        }
+        let sink = crate::sink::from_config(&cfg).map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+        let public = tokio::net::TcpListener::bind(cfg.server.listen)
+            .await
+            .map_err(|e| Failure::Runtime(format!("server.listen {}: {e}", cfg.server.listen)))?;
+        let admin = tokio::net::TcpListener::bind(cfg.server.admin_listen)
+            .await
+            .map_err(|e| Failure::Runtime(format!("server.admin_listen {}: {e}", cfg.server.admin_listen)))?;
+        let (p, a) = (public.local_addr().ok(), admin.local_addr().ok());
+        tracing::info!(addr = ?p, "public listener bound");
+        tracing::info!(addr = ?a, "admin listener bound");
+        tracing::info!(sink = ?cfg.sink.kind, version = crate::VERSION, "trackedge starting");
+        let app = Arc::new(App::new(cfg, sink));
+        crate::server::run(app, public, admin, shutdown_signal())
+            .await
+            .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// What `trackedge sign` was asked for.
+pub struct SignRequest {
+    pub kind: SignKind,
+    pub campaign: String,
+    pub recipient: Option<String>,
+    pub message: Option<String>,
+    pub link: Option<String>,
+    pub url: Option<String>,
+    pub expires_in: Option<String>,
+    pub sent_at: Option<i64>,
+    pub attrs: Vec<String>,
+}
+
+/// Mints the full URL for `req` on `server.public_url`.
+pub fn sign(cfg: &Config, req: SignRequest) -> Result<String, Failure> {
+    let now = crate::now_ms() / 1000;
+    let t = match req.kind {
+        SignKind::Open => TokenType::Open,
+        SignKind::Click => TokenType::Click,
+        SignKind::Unsubscribe => TokenType::Unsubscribe,
+    };
+    let mut claims = Claims::new(t, req.campaign);
+    claims.r = req.recipient;
+    claims.m = req.message;
+    claims.l = req.link;
+    if let Some(u) = &req.url {
+        check_destination(u).map_err(|why| Failure::Usage(format!("--url {u:?}: {why}")))?;
+    }
+    claims.u = req.url;
+    claims.s = Some(req.sent_at.unwrap_or(now));
+    if let Some(d) = req.expires_in {
+        let d = humantime::parse_duration(&d)
+            .map_err(|e| Failure::Usage(format!("--expires-in {d:?}: {e} (try 30d or 12h)")))?;
+        claims.x = Some(now + d.as_secs() as i64);
+    }
+    if !req.attrs.is_empty() {
+        let mut a = BTreeMap::new();
+        for kv in &req.attrs {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| Failure::Usage(format!("--attr {kv:?}: expected key=value")))?;
+            a.insert(k.to_owned(), v.to_owned());
+        }
+        if a.len() > MAX_ATTRS {
+            return Err(Failure::Usage(format!("at most {MAX_ATTRS} --attr")));
+        }
+        claims.a = Some(a);
+    }
+    let ring = Keyring::new(&cfg.effective_keys());
+    let token = ring.sign(&mut claims);
+    // Refuse to print a link the server would reject.
+    ring.verify(&token, t, now)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let base = cfg.server.public_url.as_str().trim_end_matches('/');
+    Ok(match t {
+        TokenType::Open => format!("{base}/o/{token}.gif"),
+        TokenType::Click => format!("{base}/c/{token}"),
+        TokenType::Unsubscribe => format!("{base}/u/{token}"),
+    })
+}
+
+/// The token in a tracked URL (or the input itself) and the route it is on.
+fn token_of(input: &str) -> (&str, Option<TokenType>) {
+    let input = input.trim();
+    let path = match input.find("://") {
+        Some(i) => {
+            let rest = &input[i + 3..];
+            let path = rest.find('/').map_or("", |j| &rest[j..]);
+            path.split(['?', '#']).next().unwrap_or("")
+        }
+        None => input,
+    };
+    if let Some(t) = path.strip_prefix("/o/") {
+        return (t.strip_suffix(".gif").unwrap_or(t), Some(TokenType::Open));
+    }
+    if let Some(t) = path.strip_prefix("/c/") {
+        return (t, Some(TokenType::Click));
+    }
+    if let Some(t) = path.strip_prefix("/u/") {
+        return (t, Some(TokenType::Unsubscribe));
+    }
+    (path, None)
+}
+
+fn verify(cfg: &Config, input: &str) -> Result<(), Failure> {
+    let (token, route) = token_of(input);
+    let claims = Keyring::decode_unverified(token).map_err(|e| Failure::Runtime(e.to_string()))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&claims).expect("claims serialize")
+    );
+    let expected = route.unwrap_or(claims.t);
+    let ring = Keyring::new(&cfg.effective_keys());
+    match ring.verify(token, expected, crate::now_ms() / 1000) {
+        Ok(c) => {
+            println!("valid: signed with key {:?}", c.k);
+            Ok(())
+        }
+        Err(e) => {
+            println!("invalid: {e} ({})", e.reason());
+            Err(Failure::Runtime("token does not verify".into()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_extraction() {
+        assert_eq!(
+            token_of("http://h:8080/o/abc.def.gif"),
+            ("abc.def", Some(TokenType::Open))
+        );
+        assert_eq!(
+            token_of("https://h/c/abc.def?x=1"),
+            ("abc.def", Some(TokenType::Click))
+        );
+        assert_eq!(
+            token_of("https://h/u/abc.def"),
+            ("abc.def", Some(TokenType::Unsubscribe))
+        );
+        assert_eq!(token_of("abc.def"), ("abc.def", None));
+    }
+
+    #[test]
+    fn signed_urls_verify() {
+        let cfg = Config::from_toml("").unwrap();
+        let url = sign(
+            &cfg,
+            SignRequest {
+                kind: SignKind::Click,
+                campaign: "c1".into(),
+                recipient: Some("r1".into()),
+                message: None,
+                link: Some("hero".into()),
+                url: Some("https://example.com/x".into()),
+                expires_in: Some("30d".into()),
+                sent_at: None,
+                attrs: vec!["variant=B".into()],
+            },
+        )
+        .unwrap();
+        assert!(url.starts_with("http://localhost:8080/c/"), "{url}");
+        assert!(verify(&cfg, &url).is_ok());
+        let mut bad = SignRequest {
+            kind: SignKind::Click,
+            campaign: "c1".into(),
+            recipient: None,
+            message: None,
+            link: None,
+            url: Some("javascript:alert(1)".into()),
+            expires_in: None,
+            sent_at: None,
+            attrs: vec![],
+        };
+        assert!(matches!(sign(&cfg, bad), Err(Failure::Usage(_))));
+        bad = SignRequest {
+            kind: SignKind::Click,
+            campaign: "c1".into(),
+            recipient: None,
+            message: None,
+            link: None,
+            url: None,
+            expires_in: None,
+            sent_at: None,
+            attrs: vec![],
+        };
+        assert!(matches!(sign(&cfg, bad), Err(Failure::Usage(_))));
+    }
+}

@@ -1,0 +1,381 @@
+//! Configuration: the serde structs, their layering and their validation.
+//!
+//! The embedded `config/trackedge.toml` is the single source of every default:
+//! it is the base layer, a user's file is merged over it, and
+//! `TRACKEDGE_<SECTION>__<KEY>` environment variables over that. Every struct
+//! denies unknown fields so a typo stops start-up with the key's name instead
+//! of being ignored. This module reads files and the environment only; it
+//! never binds sockets or opens sinks.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The documented default configuration, compiled in.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/trackedge.toml");
+/// Where `--config` points when it is not given; absent means defaults only.
+pub const DEFAULT_PATH: &str = "config/trackedge.toml";
+/// Prefix of environment overrides; `__` separates section and key.
+pub const ENV_PREFIX: &str = "TRACKEDGE_";
+/// Signs tokens when no key is configured. Public on purpose: it is only
+/// good for trying trackedge out, and start-up warns loudly when it is used.
+pub const DEV_KEY_ID: &str = "dev";
+pub const DEV_KEY_SECRET: &str = "trackedge-development-key-not-for-production";
+/// Shortest secret accepted: 256 bits of a random key's worth of bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The whole configuration, one struct per TOML section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub signing: SigningConfig,
+    pub sink: SinkConfig,
+    pub kafka: KafkaConfig,
+    pub geoip: GeoIpConfig,
+    pub privacy: PrivacyConfig,
+    pub click: ClickConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Public listener for pixels, redirects and unsubscribes.
+    pub listen: SocketAddr,
+    /// Admin listener for metrics and probes; private by default.
+    pub admin_listen: SocketAddr,
+    /// Base of the URLs that `trackedge sign` mints.
+    pub public_url: url::Url,
+    /// Load balancers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Connections served at once, so a flood cannot exhaust memory or fds.
+    pub max_connections: usize,
+    /// Time allowed for a request head, against slowloris clients.
+    pub header_read_timeout_ms: u64,
+    /// Largest request head; hyper answers 431 beyond it.
+    pub max_header_bytes: usize,
+    /// Most header fields; hyper answers 431 beyond it.
+    pub max_headers: usize,
+    /// Longest request target; 414 beyond it.
+    pub max_uri_bytes: usize,
+    /// Largest request body (one-click unsubscribe); 413 beyond it.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// The first key signs; all verify (rotation).
+    pub keys: Vec<SigningKey>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKey {
+    /// Carried in the token's `k` so verification picks the right secret.
+    pub id: String,
+    /// HMAC-SHA256 secret; redacted wherever the config is printed.
+    pub secret: Secret,
+}
+
+/// A string that never prints: `Debug` and `Serialize` show `<redacted>`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    File,
+    Kafka,
+    Stdout,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Which sink receives events.
+    pub kind: SinkKind,
+    /// NDJSON file of the `file` sink.
+    pub file_path: PathBuf,
+    /// Bound of the queue between the request path and the sink writer.
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// Topic for every event.
+    pub topic: String,
+    /// Disk spool for events Kafka cannot take yet.
+    pub spool_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoIpConfig {
+    /// City database path; empty disables city/country lookups.
+    pub city_db: String,
+    /// ASN database path; empty disables network lookups.
+    pub asn_db: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpAnonymization {
+    None,
+    Truncate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOptOut {
+    Anonymize,
+    Drop,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// How much of the client address leaves the process.
+    pub ip_anonymization: IpAnonymization,
+    /// Treat `DNT: 1` as an opt-out for this request.
+    pub honor_dnt: bool,
+    /// Treat `Sec-GPC: 1` as an opt-out for this request.
+    pub honor_gpc: bool,
+    /// Whether opted-out requests give an anonymous event or none.
+    pub on_opt_out: OnOptOut,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickConfig {
+    /// Redirect target for invalid click links; empty gives a 404 page.
+    pub fallback_url: String,
+}
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0}: not found")]
+    Missing(PathBuf),
+    #[error("{0}")]
+    Parse(String),
+    #[error("config key `{key}`: {msg}")]
+    Invalid { key: String, msg: String },
+}
+
+fn invalid(key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        msg: msg.into(),
+    }
+}
+
+impl Config {
+    /// Loads embedded defaults, then the file, then the environment.
+    ///
+    /// `path` None means the default path, which may be absent; a path the
+    /// user named must exist.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Toml::string(EMBEDDED_DEFAULT));
+        match path {
+            Some(p) if !p.exists() => return Err(ConfigError::Missing(p.to_path_buf())),
+            Some(p) => fig = fig.merge(Toml::file(p)),
+            None if Path::new(DEFAULT_PATH).exists() => fig = fig.merge(Toml::file(DEFAULT_PATH)),
+            None => {}
+        }
+        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        Self::extract(fig)
+    }
+
+    /// Embedded defaults with `overrides` (TOML text) merged over them; no
+    /// file and no environment. For tests and tools.
+    pub fn from_toml(overrides: &str) -> Result<Config, ConfigError> {
+        Self::extract(Figment::from(Toml::string(EMBEDDED_DEFAULT)).merge(Toml::string(overrides)))
+    }
+
+    fn extract(fig: Figment) -> Result<Config, ConfigError> {
+        let cfg: Config = fig.extract().map_err(|e| {
+            // figment names the key path ("server.listen") in each error.
+            let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError::Parse(msgs.join("; "))
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        if s.max_header_bytes < 8192 {
+            return Err(invalid("server.max_header_bytes", "must be at least 8192"));
+        }
+        if s.max_headers == 0 {
+            return Err(invalid("server.max_headers", "must be at least 1"));
+        }
+        if s.max_uri_bytes < 64 {
+            return Err(invalid("server.max_uri_bytes", "must be at least 64"));
+        }
+        if s.header_read_timeout_ms == 0 {
+            return Err(invalid(
+                "server.header_read_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        if !matches!(s.public_url.scheme(), "http" | "https") || s.public_url.host().is_none() {
+            return Err(invalid(
+                "server.public_url",
+                "must be an absolute http(s) URL with a host",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, k) in self.signing.keys.iter().enumerate() {
+            if k.id.is_empty() {
+                return Err(invalid(
+                    format!("signing.keys[{i}].id"),
+                    "must not be empty",
+                ));
+            }
+            if !seen.insert(k.id.as_str()) {
+                return Err(invalid(
+                    format!("signing.keys[{i}].id"),
+                    format!("duplicate key id {:?}", k.id),
+                ));
+            }
+            if k.secret.0.len() < MIN_SECRET_BYTES {
+                return Err(invalid(
+                    format!("signing.keys[{i}].secret"),
+                    format!("must be at least {MIN_SECRET_BYTES} bytes (make one with `trackedge gen-key`)"),
+                ));
+            }
+        }
+        if self.sink.kind == SinkKind::File && self.sink.file_path.as_os_str().is_empty() {
+            return Err(invalid(
+                "sink.file_path",
+                "must not be empty for the file sink",
+            ));
+        }
+        if self.sink.queue_capacity == 0 {
+            return Err(invalid("sink.queue_capacity", "must be at least 1"));
+        }
+        if self.kafka.topic.is_empty() {
+            return Err(invalid("kafka.topic", "must not be empty"));
+        }
+        if !self.click.fallback_url.is_empty() {
+            if let Err(why) = crate::token::check_destination(&self.click.fallback_url) {
+                return Err(invalid("click.fallback_url", why));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether no key is configured and the development key is in use.
+    pub fn uses_dev_key(&self) -> bool {
+        self.signing.keys.is_empty()
+    }
+
+    /// The configured keys, or the development key when there are none.
+    pub fn effective_keys(&self) -> Vec<(String, Vec<u8>)> {
+        if self.signing.keys.is_empty() {
+            return vec![(DEV_KEY_ID.to_owned(), DEV_KEY_SECRET.as_bytes().to_vec())];
+        }
+        self.signing
+            .keys
+            .iter()
+            .map(|k| (k.id.clone(), k.secret.0.as_bytes().to_vec()))
+            .collect()
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_complete_and_valid() {
+        let cfg = Config::from_toml("").unwrap();
+        assert_eq!(cfg.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(cfg.server.admin_listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(cfg.sink.kind, SinkKind::File);
+        assert_eq!(cfg.kafka.topic, "trackedge.events");
+        assert_eq!(cfg.privacy.ip_anonymization, IpAnonymization::Truncate);
+        assert!(cfg.uses_dev_key());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[server]\nlisten_port = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = Config::from_toml("[server]\nlisten = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.listen"), "{err}");
+        let err = Config::from_toml("[sink]\nkind = \"s3\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sink.kind"), "{err}");
+    }
+
+    #[test]
+    fn short_secret_is_refused() {
+        let err = Config::from_toml("[signing]\nkeys = [{ id = \"a\", secret = \"short\" }]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("signing.keys[0].secret"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let cfg = Config::from_toml(
+            "[signing]\nkeys = [{ id = \"a\", secret = \"0123456789abcdef0123456789abcdef-x\" }]\n",
+        )
+        .unwrap();
+        let shown = cfg.to_redacted_toml();
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+        assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn unsafe_fallback_is_refused() {
+        let err =
+            Config::from_toml("[click]\nfallback_url = \"javascript:alert(1)\"\n").unwrap_err();
+        assert!(err.to_string().contains("click.fallback_url"));
+    }
+}

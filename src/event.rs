@@ -1,0 +1,224 @@
+//! The event (SPEC §3) and its JSON encoding.
+//!
+//! An event is built on the request path from the verified token and the
+//! request, then handed to a sink, which encodes it off the request path.
+//! Absent values are `None` and are omitted from the JSON, never `null`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+/// The schema name every event carries.
+pub const SCHEMA: &str = "trackedge.event.v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Open,
+    Click,
+    Unsubscribe,
+    Beacon,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Open => "open",
+            EventType::Click => "click",
+            EventType::Unsubscribe => "unsubscribe",
+            EventType::Beacon => "beacon",
+        }
+    }
+}
+
+/// What `agent.kind` says about who made the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    Human,
+    Proxy,
+    Bot,
+}
+
+impl AgentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::Human => "human",
+            AgentKind::Proxy => "proxy",
+            AgentKind::Bot => "bot",
+        }
+    }
+}
+
+/// Person, proxy or bot, with the evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Agent {
+    pub kind: AgentKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// The parsed User-Agent; shared so a cache can hand out one copy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserAgent {
+    pub raw: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+}
+
+/// Geo facts looked up on the full client address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Geo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subdivision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_org: Option<String>,
+}
+
+/// The privacy signals the request carried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Privacy {
+    pub dnt: bool,
+    pub gpc: bool,
+    pub opted_out: bool,
+}
+
+/// One tracked request. Field order is the JSON order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub schema: &'static str,
+    pub event_id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub ts_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_at_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attrs: Option<BTreeMap<String, String>>,
+    pub method: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_click: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geo: Option<Geo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ua: Option<Arc<UserAgent>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<Agent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visitor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<Privacy>,
+}
+
+impl Event {
+    /// A fresh event with a new UUIDv7 id and nothing else filled in.
+    pub fn new(kind: EventType, ts_ms: i64, method: &'static str) -> Event {
+        Event {
+            schema: SCHEMA,
+            event_id: Uuid::now_v7(),
+            kind,
+            ts_ms,
+            campaign: None,
+            recipient: None,
+            message: None,
+            link: None,
+            url: None,
+            name: None,
+            src: None,
+            referer: None,
+            sent_at_ms: None,
+            attrs: None,
+            method,
+            one_click: None,
+            ip: None,
+            geo: None,
+            ua: None,
+            agent: None,
+            visitor: None,
+            privacy: None,
+        }
+    }
+
+    /// Appends the event's JSON (no newline) to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, self).expect("events always serialize");
+    }
+
+    /// The event's JSON as bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(512);
+        self.encode_into(&mut v);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_values_are_omitted() {
+        let mut e = Event::new(EventType::Open, 1_763_942_400_123, "GET");
+        e.campaign = Some("spring-sale".into());
+        let v: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
+        let obj = v.as_object().unwrap();
+        assert_eq!(obj["schema"], "trackedge.event.v1");
+        assert_eq!(obj["type"], "open");
+        assert_eq!(obj["ts_ms"], 1_763_942_400_123i64);
+        assert_eq!(obj["method"], "GET");
+        assert_eq!(obj["event_id"].as_str().unwrap().len(), 36);
+        assert!(!obj.contains_key("recipient"));
+        assert!(obj.values().all(|v| !v.is_null()));
+    }
+
+    #[test]
+    fn ids_are_uuid_v7_and_distinct() {
+        let a = Event::new(EventType::Click, 0, "GET").event_id;
+        let b = Event::new(EventType::Click, 0, "GET").event_id;
+        assert_ne!(a, b);
+        assert_eq!(a.get_version_num(), 7);
+    }
+}

@@ -1,0 +1,97 @@
+//! Metric names (SPEC §5), their descriptions, and the Prometheus recorder.
+//!
+//! Names live here as constants so no other module spells one; labels are
+//! only ever small fixed sets (route, status, type, reason), never a
+//! campaign, recipient, IP, UA or URL.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "trackedge_http_requests_total";
+pub const HTTP_DURATION: &str = "trackedge_http_request_duration_seconds";
+pub const EVENTS: &str = "trackedge_events_total";
+pub const INVALID_TOKENS: &str = "trackedge_invalid_tokens_total";
+pub const EVENTS_ACCEPTED: &str = "trackedge_events_accepted_total";
+pub const EVENTS_DELIVERED: &str = "trackedge_events_delivered_total";
+pub const EVENTS_DROPPED: &str = "trackedge_events_dropped_total";
+pub const SPOOL_EVENTS: &str = "trackedge_spool_events";
+pub const SPOOL_BYTES: &str = "trackedge_spool_bytes";
+pub const SINK_QUEUE: &str = "trackedge_sink_queue_events";
+pub const BUILD_INFO: &str = "trackedge_build_info";
+pub const READY: &str = "trackedge_ready";
+
+/// Latency buckets in seconds: most answers take tens of microseconds, so
+/// the resolution is below a millisecond, with a tail up to a second.
+const DURATION_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle; later
+/// calls (several servers in one test process) share it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), DURATION_BUCKETS)
+                .expect("buckets are not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            describe();
+            gauge!(BUILD_INFO, "version" => crate::VERSION).set(1.0);
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered on the public listener, by route and status."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time to answer a public request, by route."
+    );
+    describe_counter!(EVENTS, "Events recorded, by type and agent kind.");
+    describe_counter!(
+        INVALID_TOKENS,
+        "Requests whose token did not verify, by route and reason."
+    );
+    describe_counter!(EVENTS_ACCEPTED, "Events handed to the sink.");
+    describe_counter!(
+        EVENTS_DELIVERED,
+        "Events the sink has written or had acknowledged."
+    );
+    describe_counter!(
+        EVENTS_DROPPED,
+        "Accepted events that will never be delivered, by reason."
+    );
+    describe_gauge!(SPOOL_EVENTS, "Events waiting in the disk spool.");
+    describe_gauge!(SPOOL_BYTES, Unit::Bytes, "Bytes in the disk spool.");
+    describe_gauge!(SINK_QUEUE, "Events waiting in the sink's in-memory queue.");
+    describe_gauge!(BUILD_INFO, "Always 1; the version label tells the build.");
+    describe_gauge!(READY, "1 while the server is ready for traffic, else 0.");
+}
+
+/// The `status` label for a response code, from a fixed set.
+pub fn status_label(code: u16) -> &'static str {
+    match code {
+        200 => "200",
+        204 => "204",
+        302 => "302",
+        400 => "400",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        414 => "414",
+        431 => "431",
+        500 => "500",
+        503 => "503",
+        _ => "other",
+    }
+}
