@@ -187,7 +187,10 @@ fn init_logging(format: LogFormat) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Human => registry.with(fmt).init(),
@@ -215,9 +218,11 @@ fn serve(cfg: Config) -> Result<(), Failure> {
         let admin = tokio::net::TcpListener::bind(cfg.server.admin_listen)
             .await
             .map_err(|e| Failure::Runtime(format!("server.admin_listen {}: {e}", cfg.server.admin_listen)))?;
-        let (p, a) = (public.local_addr().ok(), admin.local_addr().ok());
-        tracing::info!(addr = ?p, "public listener bound");
-        tracing::info!(addr = ?a, "admin listener bound");
+        for (name, l) in [("public", &public), ("admin", &admin)] {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(listener = name, addr = %addr, "listener bound");
+            }
+        }
         tracing::info!(sink = ?cfg.sink.kind, version = crate::VERSION, "trackedge starting");
         let app = Arc::new(App::new(cfg, sink));
         crate::server::run(app, public, admin, shutdown_signal())

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Time allowed for a request head, against slowloris clients.
     pub header_read_timeout_ms: u64,
+    /// Time a connection may stay silent before it is closed.
+    pub idle_timeout_ms: u64,
     /// Largest request head; hyper answers 431 beyond it.
     pub max_header_bytes: usize,
     /// Most header fields; hyper answers 431 beyond it.
@@ -213,7 +215,16 @@ impl Config {
     /// Embedded defaults with `overrides` (TOML text) merged over them; no
     /// file and no environment. For tests and tools.
     pub fn from_toml(overrides: &str) -> Result<Config, ConfigError> {
-        Self::extract(Figment::from(Toml::string(EMBEDDED_DEFAULT)).merge(Toml::string(overrides)))
+        Self::from_layers(&[overrides])
+    }
+
+    /// Embedded defaults with each TOML text merged over them in order.
+    pub fn from_layers(layers: &[&str]) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Toml::string(EMBEDDED_DEFAULT));
+        for l in layers {
+            fig = fig.merge(Toml::string(l));
+        }
+        Self::extract(fig)
     }
 
     fn extract(fig: Figment) -> Result<Config, ConfigError> {
@@ -246,6 +257,9 @@ impl Config {
                 "server.header_read_timeout_ms",
                 "must be at least 1",
             ));
+        }
+        if s.idle_timeout_ms == 0 {
+            return Err(invalid("server.idle_timeout_ms", "must be at least 1"));
         }
         if !matches!(s.public_url.scheme(), "http" | "https") || s.public_url.host().is_none() {
             return Err(invalid(

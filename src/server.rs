@@ -20,6 +20,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio_io_timeout::TimeoutStream;
 
 use crate::admin;
 use crate::app::{App, Phase};
@@ -61,6 +62,7 @@ pub async fn run(
             admin,
             b,
             ADMIN_MAX_CONNECTIONS,
+            Duration::from_millis(app.cfg.server.idle_timeout_ms),
             stop_admin_rx,
             move |req: Request<Incoming>, _peer| {
                 let app = app.clone();
@@ -76,6 +78,7 @@ pub async fn run(
             public,
             builder(&app),
             app.cfg.server.max_connections,
+            Duration::from_millis(app.cfg.server.idle_timeout_ms),
             stop_rx,
             move |req: Request<Incoming>, peer| {
                 let app = app2.clone();
@@ -120,6 +123,7 @@ async fn accept_loop<H, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     max_conns: usize,
+    idle_timeout: Duration,
     mut stop: watch::Receiver<bool>,
     handler: H,
 ) -> GracefulShutdown
@@ -152,13 +156,18 @@ where
         };
         backoff = Duration::from_millis(5);
         let _ = stream.set_nodelay(true);
+        // hyper's header timeout only runs once a request has begun; this
+        // one also closes connections that never send one, or sit idle
+        // between keep-alive requests.
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_read_timeout(Some(idle_timeout));
         let h = handler.clone();
         let svc = service_fn(move |req| {
             let fut = h(req, peer);
             async move { Ok::<_, Infallible>(fut.await) }
         });
         let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
+            .serve_connection(TokioIo::new(Box::pin(stream)), svc)
             .into_owned();
         let watched = graceful.watch(conn);
         tokio::spawn(async move {

@@ -1,0 +1,279 @@
+//! The `trackedge` binary as users run it: sign, verify, check-config,
+//! gen-key, bad configurations, and serve under SIGTERM.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use trackedge::token::{Keyring, TokenType};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trackedge");
+const KEYS_ENV: &str = "[{id=\"test\",secret=\"test-secret-0123456789abcdef-0123456789\"}]";
+
+/// The binary run in an empty directory (so no config file is found) with
+/// no inherited TRACKEDGE_ variables.
+fn cmd(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TRACKEDGE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn run(c: &mut Command) -> (i32, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sign_output_verifies_and_tampering_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, prefix, extra) in [
+        ("open", "http://localhost:8080/o/", vec![]),
+        (
+            "click",
+            "http://localhost:8080/c/",
+            vec!["--url", "https://shop.example.com/sale?x=1&y=2"],
+        ),
+        ("unsubscribe", "http://localhost:8080/u/", vec![]),
+    ] {
+        let (code, url, err) = run(cmd(dir.path())
+            .args([
+                "sign",
+                kind,
+                "--campaign",
+                "spring-sale",
+                "--recipient",
+                "r-42",
+                "--link",
+                "hero",
+            ])
+            .args(["--expires-in", "30d", "--attr", "variant=B"])
+            .args(extra));
+        assert_eq!(code, 0, "{err}");
+        let url = url.trim();
+        assert!(url.starts_with(prefix), "{url}");
+        let (code, out, _) = run(cmd(dir.path()).args(["verify", url]));
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("valid"), "{out}");
+        assert!(out.contains("\"spring-sale\""), "{out}");
+        assert!(out.contains("\"variant\": \"B\""), "{out}");
+
+        let tampered = format!("{}x", url);
+        let (code, out, _) = run(cmd(dir.path()).args(["verify", &tampered]));
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("invalid"), "{out}");
+    }
+    // Signed by another key: does not verify here.
+    let (_, url, _) = run(cmd(dir.path())
+        .env("TRACKEDGE_SIGNING__KEYS", KEYS_ENV)
+        .args(["sign", "open", "--campaign", "c"]));
+    let (code, out, _) = run(cmd(dir.path()).args(["verify", url.trim()]));
+    assert_eq!(code, 1);
+    assert!(out.contains("unknown_key"), "{out}");
+}
+
+#[test]
+fn sign_refuses_what_the_server_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(cmd(dir.path()).args([
+        "sign",
+        "click",
+        "--campaign",
+        "c",
+        "--url",
+        "javascript:alert(1)",
+    ]));
+    assert_eq!(code, 64);
+    assert!(err.contains("--url"), "{err}");
+    let (code, _, err) = run(cmd(dir.path()).args(["sign", "click", "--campaign", "c"]));
+    assert_eq!(code, 64, "{err}");
+    let (code, _, err) =
+        run(cmd(dir.path()).args(["sign", "open", "--campaign", "c", "--expires-in", "soon"]));
+    assert_eq!(code, 64);
+    assert!(err.contains("--expires-in"), "{err}");
+    let (code, _, _) = run(cmd(dir.path()).args(["sign", "bogus", "--campaign", "c"]));
+    assert_eq!(code, 64);
+}
+
+#[test]
+fn bad_configs_name_the_key_and_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"0.0.0.0:8080\"\nmax_conections = 5\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(cmd(dir.path()).args(["serve", "--config", file.to_str().unwrap()]));
+    assert_eq!(code, 64);
+    assert!(err.contains("max_conections"), "{err}");
+
+    std::fs::write(&file, "[privacy]\nip_anonymization = \"hash\"\n").unwrap();
+    let (code, _, err) =
+        run(cmd(dir.path()).args(["check-config", "--config", file.to_str().unwrap()]));
+    assert_eq!(code, 64);
+    assert!(err.contains("privacy.ip_anonymization"), "{err}");
+
+    let (code, _, err) = run(cmd(dir.path())
+        .env("TRACKEDGE_SERVER__LISTEN", "nowhere")
+        .args(["serve"]));
+    assert_eq!(code, 64);
+    assert!(err.to_lowercase().contains("server.listen"), "{err}");
+
+    let (code, _, err) = run(cmd(dir.path())
+        .env("TRACKEDGE_SIGNING__KEYS", "[{id=\"a\",secret=\"short\"}]")
+        .args(["check-config"]));
+    assert_eq!(code, 64);
+    assert!(err.contains("signing.keys[0].secret"), "{err}");
+
+    let (code, _, err) = run(cmd(dir.path()).args(["serve", "--config", "/no/such/file.toml"]));
+    assert_eq!(code, 64);
+    assert!(err.contains("/no/such/file.toml"), "{err}");
+}
+
+#[test]
+fn check_config_shows_effective_values_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(cmd(dir.path())
+        .env("TRACKEDGE_SIGNING__KEYS", KEYS_ENV)
+        .env("TRACKEDGE_KAFKA__BROKERS", "10.0.0.1:9092")
+        .args(["check-config"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("brokers = \"10.0.0.1:9092\""), "{out}");
+    assert!(out.contains("listen = \"0.0.0.0:8080\""), "{out}");
+    assert!(out.contains("<redacted>"), "{out}");
+    assert!(!out.contains("test-secret-0123456789abcdef"), "{out}");
+}
+
+#[test]
+fn gen_key_prints_fresh_usable_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, a, _) = run(cmd(dir.path()).arg("gen-key"));
+    assert_eq!(code, 0);
+    let (_, b, _) = run(cmd(dir.path()).arg("gen-key"));
+    assert_ne!(a, b);
+    let key = a.trim();
+    assert!(key.len() >= 32);
+    let keys = format!("[{{id=\"k\",secret=\"{key}\"}}]");
+    let (code, _, err) = run(cmd(dir.path())
+        .env("TRACKEDGE_SIGNING__KEYS", keys)
+        .arg("check-config"));
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Reads the JSON log lines of a starting server until both listeners are bound.
+fn bound_addrs(stderr: std::process::ChildStderr) -> (String, String) {
+    let mut public = None;
+    let mut admin = None;
+    let mut lines = BufReader::new(stderr).lines();
+    while public.is_none() || admin.is_none() {
+        let line = lines.next().expect("server exited before binding").unwrap();
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["message"] == "listener bound" {
+            let addr = v["addr"].as_str().unwrap().to_owned();
+            match v["listener"].as_str() {
+                Some("public") => public = Some(addr),
+                _ => admin = Some(addr),
+            }
+        }
+    }
+    // Keep draining so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (public.unwrap(), admin.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_loses_no_accepted_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    let mut child = cmd(dir.path())
+        .args(["serve", "--log-format", "json"])
+        .env("TRACKEDGE_SERVER__LISTEN", "127.0.0.1:0")
+        .env("TRACKEDGE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
+        .env("TRACKEDGE_SINK__FILE_PATH", events.to_str().unwrap())
+        .env("TRACKEDGE_SIGNING__KEYS", KEYS_ENV)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (public, admin) = bound_addrs(child.stderr.take().unwrap());
+    let ring = Keyring::new(&[(KEY_ID.into(), SECRET.as_bytes().to_vec())]);
+
+    let answered = Arc::new(Mutex::new(HashSet::new()));
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let (ring, public, answered) = (ring.clone(), public.clone(), answered.clone());
+        workers.push(tokio::spawn(async move {
+            let client = client();
+            for i in 0.. {
+                let r = format!("r-{w}-{i}");
+                let mut c = claims(TokenType::Open, "sigterm");
+                c.r = Some(r.clone());
+                let uri = format!("http://{public}/o/{}.gif", ring.sign(&mut c));
+                let req = http::Request::get(uri).body(Default::default()).unwrap();
+                match client.request(req).await {
+                    Ok(resp) if resp.status() == 200 => {
+                        answered.lock().unwrap().insert(r);
+                    }
+                    Ok(resp) => panic!("unexpected status {}", resp.status()),
+                    // The listener is closed: the server is going away.
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    // Let traffic flow, then ask the server to stop in the middle of it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ready = get(&format!("http://{admin}/readyz")).await;
+    assert_eq!(ready.status, 200);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for w in workers {
+        w.await.unwrap();
+    }
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(code.code(), Some(0), "clean exit after SIGTERM");
+
+    let answered = answered.lock().unwrap().clone();
+    assert!(
+        answered.len() > 100,
+        "the load test made too few requests: {}",
+        answered.len()
+    );
+    let recorded: HashSet<String> = read_events(&events)
+        .iter()
+        .map(|e| e["recipient"].as_str().unwrap().to_owned())
+        .collect();
+    let lost: Vec<_> = answered.difference(&recorded).collect();
+    assert!(
+        lost.is_empty(),
+        "{} answered requests have no event, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+    println!(
+        "answered {} requests; {} events on disk",
+        answered.len(),
+        recorded.len()
+    );
+}

@@ -1,0 +1,184 @@
+//! Shared helpers for end-to-end tests: a real server on port 0, a real
+//! HTTP client, raw sockets for malformed requests, and token minting.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use trackedge::app::App;
+use trackedge::config::Config;
+use trackedge::token::{Claims, Keyring, TokenType};
+
+/// The SPEC's test secret and key id.
+pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
+pub const KEY_ID: &str = "test";
+
+/// A trackedge running in this process on loopback port 0.
+pub struct TestServer {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub events_path: PathBuf,
+    pub keys: Keyring,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with the test key, a file sink in a temp dir, and
+    /// `extra` TOML merged over that.
+    pub async fn start(extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let events_path = dir.path().join("events.ndjson");
+        let base = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [signing]\nkeys = [{{ id = \"{KEY_ID}\", secret = \"{SECRET}\" }}]\n\
+             [sink]\nkind = \"file\"\nfile_path = {:?}\n",
+            events_path.to_str().unwrap()
+        );
+        let cfg = Config::from_layers(&[&base, extra]).expect("test config is valid");
+        trackedge::metrics::install();
+        let keys = Keyring::new(&cfg.effective_keys());
+        let sink = trackedge::sink::from_config(&cfg).unwrap();
+        let app = Arc::new(App::new(cfg, sink));
+        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(trackedge::server::run(app, public, admin, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            public: public_addr,
+            admin: admin_addr,
+            events_path,
+            keys,
+            stop: Some(tx),
+            task,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.public, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// Mints a token with the server's signing key.
+    pub fn mint(&self, claims: &mut Claims) -> String {
+        self.keys.sign(claims)
+    }
+
+    /// Stops the server (graceful shutdown, sink flushed) and returns every
+    /// event it wrote, parsed.
+    pub async fn stop(mut self) -> Vec<Value> {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(60), &mut self.task)
+            .await
+            .expect("server stops within a minute")
+            .unwrap()
+            .unwrap();
+        read_events(&self.events_path)
+    }
+}
+
+/// Every line of an NDJSON file, parsed; no file means no events.
+pub fn read_events(path: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
+        .collect()
+}
+
+/// A claims payload for route `t` in campaign `c`.
+pub fn claims(t: TokenType, c: &str) -> Claims {
+    Claims::new(t, c)
+}
+
+/// An answer as a client sees it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+/// A real HTTP/1.1 client with keep-alive.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut b = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b
+        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+        .unwrap();
+    let resp = client().request(req).await.expect("request answered");
+    let (parts, body) = resp.into_parts();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+pub async fn get(url: &str) -> Answer {
+    send(Method::GET, url, &[], "").await
+}
+
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Answer {
+    send(Method::GET, url, headers, "").await
+}
+
+/// Writes raw bytes to `addr` and returns what comes back until the server
+/// closes or goes quiet.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before reading it all: ignore write errors.
+    let _ = s.write_all(request).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP response.
+pub fn raw_status(resp: &str) -> u16 {
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {resp:?}"))
+}
+
+/// The value of a counter or gauge line in Prometheus text, 0 when absent.
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
