@@ -10,6 +10,7 @@ use http_body_util::Full;
 
 use crate::app::{App, Body, Phase};
 use crate::metrics::SINK_QUEUE;
+use crate::sink::Health;
 
 fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()));
@@ -21,14 +22,19 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
     r
 }
 
-/// `Ok` when the server should get traffic, else the reason it should not.
-pub fn readiness(app: &App) -> Result<(), String> {
+/// `Ok` (with a note when degraded) when the server should get traffic,
+/// else the reason it should not.
+pub fn readiness(app: &App) -> Result<Option<String>, String> {
     match app.phase() {
         Phase::Starting => return Err("starting".into()),
         Phase::Draining => return Err("shutting down".into()),
         Phase::Ready => {}
     }
-    app.sink.health()
+    match app.sink.health() {
+        Health::Ok => Ok(None),
+        Health::Degraded(why) => Ok(Some(why)),
+        Health::Down(why) => Err(why),
+    }
 }
 
 /// Answers one admin request.
@@ -55,7 +61,12 @@ pub fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
         }
         "/livez" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         "/readyz" | "/healthz" => match readiness(app) {
-            Ok(()) => text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
+            Ok(None) => text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
+            Ok(Some(why)) => text(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                format!("ready, degraded: {why}\n"),
+            ),
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain; charset=utf-8",

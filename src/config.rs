@@ -132,6 +132,24 @@ pub struct KafkaConfig {
     pub topic: String,
     /// Disk spool for events Kafka cannot take yet.
     pub spool_dir: PathBuf,
+    /// Most bytes the spool may hold; beyond, the newest events are dropped.
+    pub spool_max_bytes: u64,
+    /// Size at which a spool segment is closed and a new one begun.
+    pub spool_segment_bytes: u64,
+    /// Most time between a spooled event and its fsync.
+    pub spool_fsync_ms: u64,
+    /// Events waiting for the spool's writer thread.
+    pub spool_queue_capacity: usize,
+    /// How long librdkafka tries a record before it goes to the spool.
+    pub message_timeout_ms: u64,
+    /// Create the topic at start-up when it is missing.
+    pub create_topic: bool,
+    /// Partitions of a topic trackedge creates.
+    pub partitions: i32,
+    /// Replication factor of a topic trackedge creates.
+    pub replication_factor: i32,
+    /// librdkafka settings passed through as given, over trackedge's own.
+    pub librdkafka: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -297,8 +315,39 @@ impl Config {
         if self.sink.queue_capacity == 0 {
             return Err(invalid("sink.queue_capacity", "must be at least 1"));
         }
-        if self.kafka.topic.is_empty() {
+        let k = &self.kafka;
+        if k.topic.is_empty() {
             return Err(invalid("kafka.topic", "must not be empty"));
+        }
+        if k.brokers.trim().is_empty() {
+            return Err(invalid("kafka.brokers", "must not be empty"));
+        }
+        if k.spool_segment_bytes < 4096 {
+            return Err(invalid(
+                "kafka.spool_segment_bytes",
+                "must be at least 4096",
+            ));
+        }
+        if k.spool_max_bytes < k.spool_segment_bytes {
+            return Err(invalid(
+                "kafka.spool_max_bytes",
+                "must be at least kafka.spool_segment_bytes",
+            ));
+        }
+        if k.spool_fsync_ms == 0 || k.spool_fsync_ms > 10_000 {
+            return Err(invalid("kafka.spool_fsync_ms", "must be 1-10000"));
+        }
+        if k.spool_queue_capacity == 0 {
+            return Err(invalid("kafka.spool_queue_capacity", "must be at least 1"));
+        }
+        if k.message_timeout_ms < 100 {
+            return Err(invalid("kafka.message_timeout_ms", "must be at least 100"));
+        }
+        if k.partitions < 1 {
+            return Err(invalid("kafka.partitions", "must be at least 1"));
+        }
+        if k.replication_factor < 1 {
+            return Err(invalid("kafka.replication_factor", "must be at least 1"));
         }
         if !self.click.fallback_url.is_empty() {
             if let Err(why) = crate::token::check_destination(&self.click.fallback_url) {

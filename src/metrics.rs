@@ -21,6 +21,9 @@ pub const SPOOL_BYTES: &str = "trackedge_spool_bytes";
 pub const SINK_QUEUE: &str = "trackedge_sink_queue_events";
 pub const BUILD_INFO: &str = "trackedge_build_info";
 pub const READY: &str = "trackedge_ready";
+pub const KAFKA_QUEUE: &str = "trackedge_kafka_queue_messages";
+pub const KAFKA_BROKERS_UP: &str = "trackedge_kafka_brokers_up";
+pub const KAFKA_TX_ERRORS: &str = "trackedge_kafka_tx_errors";
 
 /// Latency buckets in seconds: most answers take tens of microseconds, so
 /// the resolution is below a millisecond, with a tail up to a second.
@@ -75,6 +78,18 @@ fn describe() {
     describe_gauge!(SPOOL_BYTES, Unit::Bytes, "Bytes in the disk spool.");
     describe_gauge!(SINK_QUEUE, "Events waiting in the sink's in-memory queue.");
     describe_gauge!(BUILD_INFO, "Always 1; the version label tells the build.");
+    describe_gauge!(
+        KAFKA_QUEUE,
+        "Messages in librdkafka's producer queue (librdkafka statistics)."
+    );
+    describe_gauge!(
+        KAFKA_BROKERS_UP,
+        "Brokers librdkafka has an open connection to."
+    );
+    describe_gauge!(
+        KAFKA_TX_ERRORS,
+        "Transmit errors librdkafka counted since start, summed over brokers."
+    );
     describe_gauge!(READY, "1 while the server is ready for traffic, else 0.");
 }
 

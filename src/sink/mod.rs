@@ -12,14 +12,27 @@ use std::time::Duration;
 use crate::config::{Config, SinkKind};
 use crate::event::Event;
 
+pub mod kafka;
+pub mod spool;
 pub mod writer;
+
+/// What readiness says of a sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Delivering.
+    Ok,
+    /// Not delivering, but keeping every event (e.g. in the spool).
+    Degraded(String),
+    /// Can neither deliver nor keep events.
+    Down(String),
+}
 
 /// A destination for events.
 pub trait Sink: Send + Sync {
     /// Takes an event without waiting.
     fn submit(&self, event: Event);
-    /// `Err(reason)` while the sink can accept events but cannot deliver them.
-    fn health(&self) -> Result<(), String>;
+    /// Whether events are delivered, kept for later, or neither.
+    fn health(&self) -> Health;
     /// Events accepted and not yet delivered or dropped.
     fn pending(&self) -> usize;
     /// Delivers or accounts for every accepted event, waiting at most
@@ -30,8 +43,16 @@ pub trait Sink: Send + Sync {
 /// Builds the sink the configuration names.
 pub fn from_config(cfg: &Config) -> anyhow::Result<Arc<dyn Sink>> {
     match cfg.sink.kind {
-        SinkKind::File => Ok(Arc::new(writer::WriterSink::file(&cfg.sink.file_path, cfg.sink.queue_capacity)?)),
-        SinkKind::Stdout => Ok(Arc::new(writer::WriterSink::stdout(cfg.sink.queue_capacity))),
-        SinkKind::Kafka => anyhow::bail!("config key `sink.kind`: \"kafka\" is not available in this build yet; use \"file\" or \"stdout\""),
+        SinkKind::File => Ok(Arc::new(writer::WriterSink::file(
+            &cfg.sink.file_path,
+            cfg.sink.queue_capacity,
+        )?)),
+        SinkKind::Stdout => Ok(Arc::new(writer::WriterSink::stdout(
+            cfg.sink.queue_capacity,
+        ))),
+        SinkKind::Kafka => Ok(Arc::new(kafka::KafkaSink::start(
+            &cfg.kafka,
+            cfg.server.public_url.as_str(),
+        )?)),
     }
 }

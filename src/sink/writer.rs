@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use metrics::counter;
 
-use super::Sink;
+use super::{Health, Sink};
 use crate::event::Event;
 use crate::metrics::{EVENTS_ACCEPTED, EVENTS_DELIVERED, EVENTS_DROPPED};
 
@@ -143,10 +143,10 @@ impl Sink for WriterSink {
         }
     }
 
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Health {
         match &*self.shared.failing.lock().unwrap() {
-            Some(e) => Err(format!("sink cannot write: {e}")),
-            None => Ok(()),
+            Some(e) => Health::Down(format!("sink cannot write: {e}")),
+            None => Health::Ok,
         }
     }
 

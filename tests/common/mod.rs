@@ -2,6 +2,8 @@
 //! HTTP client, raw sockets for malformed requests, and token minting.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,0 +1,816 @@
+//! The Kafka sink: every event produced to `kafka.topic`, none lost through
+//! broker outages, slow brokers or restarts.
+//!
+//! The request path encodes the event and hands it to librdkafka's queue
+//! through a `ThreadedProducer` (a delivery callback, no future per record:
+//! rdkafka's maintainers and users report `FutureProducer` markedly slower,
+//! and its `send` leaking where `send_result` did not). Whatever Kafka cannot
+//! take goes to the disk [`Spool`]: a full producer queue, a failed or timed
+//! out delivery, and, while Kafka is known to be unreachable, every new
+//! event. A background thread probes the broker while degraded and replays
+//! the spool, paced, once it is back. Disk writes happen on the spool's own
+//! thread; the request path never waits for the disk or the network.
+//!
+//! Accounting: `accepted = delivered + dropped + pending`, where pending is
+//! the producer's queue, the spool's channel and the spool on disk.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use metrics::{counter, gauge};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+
+use super::spool::{Spool, SpoolRecord};
+use super::{Health, Sink};
+use crate::config::KafkaConfig;
+use crate::event::Event;
+use crate::metrics::{
+    EVENTS_ACCEPTED, EVENTS_DELIVERED, EVENTS_DROPPED, KAFKA_BROKERS_UP, KAFKA_QUEUE,
+    KAFKA_TX_ERRORS, SPOOL_BYTES, SPOOL_EVENTS,
+};
+
+/// Records the spool thread takes per batch.
+const SPOOL_BATCH: usize = 1024;
+/// Replay keeps the producer's queue below this, so live traffic always
+/// finds room.
+const REPLAY_MAX_IN_FLIGHT: i32 = 10_000;
+/// How often an unreachable broker is probed.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long a metadata probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long shutdown waits for purged records to be handed back.
+const PURGE_WAIT: Duration = Duration::from_secs(5);
+
+/// The producer settings, each with its reason; `kafka.librdkafka` entries
+/// override them.
+fn producer_defaults(cfg: &KafkaConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("bootstrap.servers", cfg.brokers.clone()),
+        ("client.id", "trackedge".into()),
+        // An event is only delivered once every in-sync replica has it.
+        ("acks", "all".into()),
+        // Retries never duplicate or reorder a recipient's events.
+        ("enable.idempotence", "true".into()),
+        // Cheap on CPU, and event JSON compresses well.
+        ("compression.codec", "lz4".into()),
+        // Small batches of 20 ms cost little latency nobody waits for.
+        ("linger.ms", "20".into()),
+        // The producer's queue is bounded: beyond it events go to the spool.
+        ("queue.buffering.max.messages", "100000".into()),
+        ("queue.buffering.max.kbytes", "65536".into()),
+        // A record not delivered within 10 s goes to the spool, so an outage
+        // moves events to disk quickly instead of holding them in memory.
+        ("message.timeout.ms", cfg.message_timeout_ms.to_string()),
+        // Statistics feed the Prometheus gauges every second.
+        ("statistics.interval.ms", "1000".into()),
+        ("socket.keepalive.enable", "true".into()),
+        ("reconnect.backoff.max.ms", "1000".into()),
+    ]
+}
+
+/// State shared by the request path, the delivery callback and the threads.
+struct Shared {
+    /// Kafka is not known to be reachable: new events go straight to the spool.
+    degraded: AtomicBool,
+    /// Why Kafka is degraded, for readiness and logs.
+    why: Mutex<Option<String>>,
+    /// Why the spool cannot take events (full, I/O error), if it cannot.
+    spool_failing: Mutex<Option<String>>,
+    /// Records in the spool channel.
+    spool_queue: AtomicUsize,
+    /// Events on disk, mirrored from the spool for `pending()`.
+    spool_events: AtomicUsize,
+    /// Shutdown has begun.
+    closed: AtomicBool,
+    /// Replay progress: segment seq -> (generation, records not yet settled).
+    replay: Mutex<HashMap<u64, (u16, u64)>>,
+    /// Tells the replay thread to stop.
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn set_degraded(&self, why: String) {
+        let mut w = self.why.lock().unwrap();
+        // Logged when Kafka goes away, not at every retry; readiness always
+        // has the latest reason.
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(reason = %why, "kafka degraded: events go to the disk spool");
+        } else if w.as_deref() != Some(why.as_str()) {
+            tracing::debug!(reason = %why, "kafka still degraded");
+        }
+        *w = Some(why);
+    }
+}
+
+enum SpoolMsg {
+    Record(SpoolRecord),
+    /// Delete a replayed segment, after syncing what came before.
+    Remove(u64),
+    Close(SyncSender<()>),
+}
+
+/// librdkafka's callbacks.
+struct Ctx {
+    shared: Arc<Shared>,
+    spool_tx: SyncSender<SpoolMsg>,
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, s: Statistics) {
+        gauge!(KAFKA_QUEUE).set(s.msg_cnt as f64);
+        let up = s.brokers.values().filter(|b| b.state == "UP").count();
+        gauge!(KAFKA_BROKERS_UP).set(up as f64);
+        let txerrs: u64 = s.brokers.values().map(|b| b.txerrs).sum();
+        gauge!(KAFKA_TX_ERRORS).set(txerrs as f64);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.shared
+                .set_degraded(format!("all brokers down: {reason}"));
+        } else {
+            tracing::debug!(%error, reason, "librdkafka error");
+        }
+    }
+
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _fac: &str, _msg: &str) {
+        // librdkafka repeats connection errors at every retry; the states
+        // that matter reach the error callback and readiness instead.
+    }
+}
+
+/// Errors that retrying will never fix: the record is dropped and counted.
+fn is_permanent(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
+}
+
+impl ProducerContext for Ctx {
+    /// 0 for live records; `seq << 16 | generation` for replayed ones.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        match result {
+            Ok(_) => counter!(EVENTS_DELIVERED).increment(1),
+            Err((e, _)) if is_permanent(e) => {
+                counter!(EVENTS_DROPPED, "reason" => "rejected").increment(1);
+                tracing::error!(error = %e, "kafka rejected an event for good; dropped");
+            }
+            Err((e, msg)) => {
+                if !matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                ) {
+                    self.shared.set_degraded(format!("delivery failed: {e}"));
+                }
+                let rec = SpoolRecord {
+                    ts_ms: msg.timestamp().to_millis().unwrap_or(0),
+                    key: msg.key().unwrap_or_default().to_vec(),
+                    headers: msg
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    payload: msg.payload().unwrap_or_default().to_vec(),
+                };
+                self.shared.spool_queue.fetch_add(1, Ordering::Relaxed);
+                // Blocking is fine here: this is librdkafka's callback
+                // thread, never a request.
+                if self.spool_tx.send(SpoolMsg::Record(rec)).is_err() {
+                    self.shared.spool_queue.fetch_sub(1, Ordering::Relaxed);
+                    counter!(EVENTS_DROPPED, "reason" => "shutdown").increment(1);
+                }
+            }
+        }
+        if opaque != 0 {
+            let (seq, gen) = ((opaque >> 16) as u64, (opaque & 0xffff) as u16);
+            let mut replay = self.shared.replay.lock().unwrap();
+            if let Some((g, left)) = replay.get_mut(&seq) {
+                if *g == gen {
+                    *left -= 1;
+                    if *left == 0 {
+                        replay.remove(&seq);
+                        let _ = self.spool_tx.send(SpoolMsg::Remove(seq));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The Kafka sink.
+pub struct KafkaSink {
+    producer: ThreadedProducer<Ctx>,
+    topic: String,
+    /// CloudEvents `ce_source`.
+    source: String,
+    shared: Arc<Shared>,
+    spool_tx: SyncSender<SpoolMsg>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl KafkaSink {
+    /// Opens the spool (recovering what a previous run left), creates the
+    /// producer and starts the spool and replay threads. Does not need the
+    /// broker to be up.
+    pub fn start(cfg: &KafkaConfig, source: &str) -> anyhow::Result<KafkaSink> {
+        let (spool, corrupt) =
+            Spool::open(&cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_segment_bytes)
+                .map_err(|e| anyhow::anyhow!("kafka.spool_dir {}: {e}", cfg.spool_dir.display()))?;
+        if corrupt > 0 {
+            tracing::warn!(corrupt, "spool recovery skipped damaged records");
+            counter!(EVENTS_DROPPED, "reason" => "spool_corrupt").increment(corrupt as u64);
+        }
+        let (events, bytes) = spool.totals();
+        if events > 0 {
+            tracing::info!(
+                events,
+                bytes,
+                "spool holds events from an earlier run; they will be replayed"
+            );
+        }
+        gauge!(SPOOL_EVENTS).set(events as f64);
+        gauge!(SPOOL_BYTES).set(bytes as f64);
+        let shared = Arc::new(Shared {
+            degraded: AtomicBool::new(true),
+            why: Mutex::new(Some("connecting to kafka".into())),
+            spool_failing: Mutex::new(None),
+            spool_queue: AtomicUsize::new(0),
+            spool_events: AtomicUsize::new(events as usize),
+            closed: AtomicBool::new(false),
+            replay: Mutex::new(HashMap::new()),
+            stop: AtomicBool::new(false),
+        });
+        let (spool_tx, spool_rx) = mpsc::sync_channel(cfg.spool_queue_capacity);
+        let mut cc = ClientConfig::new();
+        for (k, v) in producer_defaults(cfg) {
+            cc.set(k, v);
+        }
+        for (k, v) in &cfg.librdkafka {
+            cc.set(k, v);
+        }
+        let producer: ThreadedProducer<Ctx> = cc
+            .create_with_context(Ctx {
+                shared: shared.clone(),
+                spool_tx: spool_tx.clone(),
+            })
+            .map_err(|e| anyhow::anyhow!("kafka producer settings: {e}"))?;
+        let spool = Arc::new(Mutex::new(spool));
+        let mut threads = Vec::new();
+        {
+            let (spool, shared) = (spool.clone(), shared.clone());
+            let fsync = Duration::from_millis(cfg.spool_fsync_ms);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("trackedge-spool".into())
+                    .spawn(move || spool_loop(&spool, spool_rx, &shared, fsync))?,
+            );
+        }
+        {
+            let replayer = Replayer {
+                producer: producer.clone(),
+                topic: cfg.topic.clone(),
+                spool,
+                shared: shared.clone(),
+                spool_tx: spool_tx.clone(),
+                create_topic: cfg
+                    .create_topic
+                    .then_some((cfg.partitions, cfg.replication_factor)),
+                admin_config: cc,
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name("trackedge-replay".into())
+                    .spawn(move || replayer.run())?,
+            );
+        }
+        Ok(KafkaSink {
+            producer,
+            topic: cfg.topic.clone(),
+            source: source.trim_end_matches('/').to_owned(),
+            shared,
+            spool_tx,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    fn to_spool(&self, rec: SpoolRecord) {
+        self.shared.spool_queue.fetch_add(1, Ordering::Relaxed);
+        match self.spool_tx.try_send(SpoolMsg::Record(rec)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.shared.spool_queue.fetch_sub(1, Ordering::Relaxed);
+                counter!(EVENTS_DROPPED, "reason" => "spool_queue_full").increment(1);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared.spool_queue.fetch_sub(1, Ordering::Relaxed);
+                counter!(EVENTS_DROPPED, "reason" => "shutdown").increment(1);
+            }
+        }
+    }
+}
+
+/// The CloudEvents binary-mode headers of an event.
+pub fn cloudevent_headers(event: &Event, source: &str) -> [(&'static str, String); 6] {
+    let time = UNIX_EPOCH + Duration::from_millis(event.ts_ms.max(0) as u64);
+    [
+        ("ce_specversion", "1.0".to_owned()),
+        ("ce_id", event.event_id.to_string()),
+        ("ce_type", format!("trackedge.{}.v1", event.kind.as_str())),
+        ("ce_source", source.to_owned()),
+        (
+            "ce_time",
+            humantime::format_rfc3339_millis(time).to_string(),
+        ),
+        ("content-type", "application/json".to_owned()),
+    ]
+}
+
+/// The record key: the recipient, so each recipient's events stay in
+/// order on one partition; else the event id.
+pub fn record_key(event: &Event) -> String {
+    event
+        .recipient
+        .clone()
+        .unwrap_or_else(|| event.event_id.to_string())
+}
+
+impl Sink for KafkaSink {
+    fn submit(&self, event: Event) {
+        counter!(EVENTS_ACCEPTED).increment(1);
+        if self.shared.closed.load(Ordering::Relaxed) {
+            counter!(EVENTS_DROPPED, "reason" => "shutdown").increment(1);
+            return;
+        }
+        let payload = event.to_json();
+        let key = record_key(&event);
+        let headers = cloudevent_headers(&event, &self.source);
+        if !self.shared.degraded.load(Ordering::Relaxed) {
+            let mut h = OwnedHeaders::new_with_capacity(headers.len());
+            for (k, v) in &headers {
+                h = h.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let rec = BaseRecord::with_opaque_to(&self.topic, 0)
+                .key(key.as_bytes())
+                .payload(&payload[..])
+                .timestamp(event.ts_ms)
+                .headers(h);
+            match self.producer.send(rec) {
+                Ok(()) => return,
+                Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {}
+                Err((e, _)) => self.shared.set_degraded(format!("produce failed: {e}")),
+            }
+        }
+        self.to_spool(SpoolRecord {
+            ts_ms: event.ts_ms,
+            key: key.into_bytes(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+                .collect(),
+            payload,
+        });
+    }
+
+    fn health(&self) -> Health {
+        let degraded = self.shared.degraded.load(Ordering::Relaxed);
+        let spool = self.shared.spool_failing.lock().unwrap().clone();
+        let why = self.shared.why.lock().unwrap().clone().unwrap_or_default();
+        match (degraded, spool) {
+            (false, _) => Health::Ok,
+            (true, None) => Health::Degraded(format!("kafka: {why}; events are spooled to disk")),
+            (true, Some(s)) => Health::Down(format!(
+                "kafka: {why}; and the spool cannot take events: {s}"
+            )),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.producer.in_flight_count().max(0) as usize
+            + self.shared.spool_queue.load(Ordering::Relaxed)
+            + self.shared.spool_events.load(Ordering::Relaxed)
+    }
+
+    fn shutdown(&self, timeout: Duration) {
+        let threads: Vec<_> = std::mem::take(&mut *self.threads.lock().unwrap());
+        if threads.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + timeout;
+        self.shared.closed.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
+        // Deliver what librdkafka holds while there is time...
+        let flush_for = timeout
+            .saturating_sub(PURGE_WAIT)
+            .max(Duration::from_millis(100));
+        if self.producer.flush(flush_for).is_err() {
+            tracing::warn!(
+                in_flight = self.producer.in_flight_count(),
+                "kafka flush timed out; moving the rest to the spool"
+            );
+        }
+        // ...then take back the rest: purged records come back through the
+        // delivery callback, which spools them. Dropping a producer would
+        // discard them instead.
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(10));
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        if self.spool_tx.send(SpoolMsg::Close(tx)).is_ok() {
+            let _ = rx.recv_timeout(
+                deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5),
+            );
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The spool thread: appends records in batches, syncs at the configured
+/// interval, deletes replayed segments.
+fn spool_loop(
+    spool: &Mutex<Spool>,
+    rx: Receiver<SpoolMsg>,
+    shared: &Shared,
+    fsync_every: Duration,
+) {
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut last_sync = Instant::now();
+    loop {
+        let first = match rx.recv_timeout(fsync_every) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => {
+                sync(spool, shared);
+                last_sync = Instant::now();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut next = Some(first);
+        let mut taken = 0;
+        let mut count = 0u64;
+        let mut dropped = 0u64;
+        let mut close = None;
+        while let Some(msg) = next.take() {
+            taken += 1;
+            match msg {
+                SpoolMsg::Record(rec) => {
+                    shared.spool_queue.fetch_sub(1, Ordering::Relaxed);
+                    let room = spool
+                        .lock()
+                        .unwrap()
+                        .has_room((buf.len() + rec.encoded_len()) as u64);
+                    if room {
+                        rec.encode_into(&mut buf);
+                        count += 1;
+                    } else {
+                        // A full spool drops the newest.
+                        dropped += 1;
+                    }
+                }
+                SpoolMsg::Remove(seq) => {
+                    append(spool, shared, &mut buf, &mut count);
+                    sync(spool, shared);
+                    let mut s = spool.lock().unwrap();
+                    if let Err(e) = s.remove(seq) {
+                        tracing::error!(error = %e, seq, "cannot delete a replayed spool segment");
+                    }
+                    publish(&s, shared);
+                }
+                SpoolMsg::Close(ack) => {
+                    close = Some(ack);
+                    break;
+                }
+            }
+            if taken < SPOOL_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if dropped > 0 {
+            counter!(EVENTS_DROPPED, "reason" => "spool_full").increment(dropped);
+            *shared.spool_failing.lock().unwrap() =
+                Some("spool is full (kafka.spool_max_bytes)".into());
+        }
+        append(spool, shared, &mut buf, &mut count);
+        if close.is_some() || last_sync.elapsed() >= fsync_every {
+            sync(spool, shared);
+            last_sync = Instant::now();
+        }
+        if let Some(ack) = close {
+            let mut s = spool.lock().unwrap();
+            if let Err(e) = s.seal() {
+                tracing::error!(error = %e, "spool: final sync failed");
+            }
+            let (events, _) = s.totals();
+            if events > 0 {
+                tracing::info!(events, "events left in the spool for the next start");
+            }
+            let _ = ack.send(());
+            return;
+        }
+    }
+}
+
+/// Writes the encoded batch; on an I/O error the batch is dropped and counted.
+fn append(spool: &Mutex<Spool>, shared: &Shared, buf: &mut Vec<u8>, count: &mut u64) {
+    if *count == 0 {
+        buf.clear();
+        return;
+    }
+    let mut s = spool.lock().unwrap();
+    match s.append_encoded(buf, *count) {
+        Ok(()) => {
+            let mut f = shared.spool_failing.lock().unwrap();
+            if f.as_deref().is_some_and(|w| !w.contains("full"))
+                || (f.is_some() && s.has_room(1 << 20))
+            {
+                *f = None;
+            }
+        }
+        Err(e) => {
+            let reason = match e {
+                super::spool::SpoolError::Full => "spool_full",
+                super::spool::SpoolError::Io(_) => "spool_io_error",
+            };
+            tracing::error!(error = %e, events = *count, "spool write failed; events dropped");
+            counter!(EVENTS_DROPPED, "reason" => reason).increment(*count);
+            *shared.spool_failing.lock().unwrap() = Some(e.to_string());
+        }
+    }
+    publish(&s, shared);
+    buf.clear();
+    *count = 0;
+}
+
+fn sync(spool: &Mutex<Spool>, shared: &Shared) {
+    if let Err(e) = spool.lock().unwrap().sync() {
+        tracing::error!(error = %e, "spool fsync failed");
+        *shared.spool_failing.lock().unwrap() = Some(format!("fsync: {e}"));
+    }
+}
+
+fn publish(s: &Spool, shared: &Shared) {
+    let (events, bytes) = s.totals();
+    shared
+        .spool_events
+        .store(events as usize, Ordering::Relaxed);
+    gauge!(SPOOL_EVENTS).set(events as f64);
+    gauge!(SPOOL_BYTES).set(bytes as f64);
+}
+
+/// Probes Kafka while degraded and replays the spool while healthy.
+struct Replayer {
+    producer: ThreadedProducer<Ctx>,
+    topic: String,
+    spool: Arc<Mutex<Spool>>,
+    shared: Arc<Shared>,
+    spool_tx: SyncSender<SpoolMsg>,
+    create_topic: Option<(i32, i32)>,
+    admin_config: ClientConfig,
+}
+
+impl Replayer {
+    fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    fn sleep(&self, d: Duration) {
+        let end = Instant::now() + d;
+        while !self.stopped() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20).min(d));
+        }
+    }
+
+    fn run(self) {
+        let mut generation: u16 = 0;
+        let mut created = false;
+        while !self.stopped() {
+            if self.shared.degraded.load(Ordering::Relaxed) {
+                match self.probe() {
+                    Ok(()) => {
+                        self.shared.degraded.store(false, Ordering::Relaxed);
+                        *self.shared.why.lock().unwrap() = None;
+                        tracing::info!(topic = %self.topic, "kafka reachable: producing, and replaying any spooled events");
+                    }
+                    Err(Probe::NoTopic) if self.create_topic.is_some() && !created => {
+                        created = self.create();
+                    }
+                    Err(p) => {
+                        self.shared
+                            .set_degraded(format!("topic {}: {p}", self.topic));
+                        self.sleep(PROBE_EVERY);
+                    }
+                }
+                continue;
+            }
+            let next = {
+                let mut s = self.spool.lock().unwrap();
+                if s.oldest().is_none() && s.active_has_records() {
+                    if let Err(e) = s.seal() {
+                        tracing::error!(error = %e, "cannot seal the spool segment for replay");
+                    }
+                }
+                s.oldest().map(|seg| (seg, s.read(seg.seq)))
+            };
+            let Some((seg, scan)) = next else {
+                self.sleep(Duration::from_millis(100));
+                continue;
+            };
+            let records = match scan {
+                Ok(s) => s.records,
+                Err(e) => {
+                    tracing::error!(error = %e, seq = seg.seq, "cannot read a spool segment");
+                    self.sleep(PROBE_EVERY);
+                    continue;
+                }
+            };
+            if records.is_empty() {
+                let _ = self.spool_tx.send(SpoolMsg::Remove(seg.seq));
+                continue;
+            }
+            generation = generation.wrapping_add(1);
+            self.shared
+                .replay
+                .lock()
+                .unwrap()
+                .insert(seg.seq, (generation, records.len() as u64));
+            let opaque = ((seg.seq as usize) << 16) | generation as usize;
+            self.replay(&records, opaque);
+            // Wait for the segment to settle (deleted) or for trouble.
+            while !self.stopped()
+                && !self.shared.degraded.load(Ordering::Relaxed)
+                && self.shared.replay.lock().unwrap().contains_key(&seg.seq)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            // Let the spool thread delete it before looking again.
+            while !self.stopped()
+                && !self.shared.degraded.load(Ordering::Relaxed)
+                && self
+                    .spool
+                    .lock()
+                    .unwrap()
+                    .oldest()
+                    .is_some_and(|o| o.seq == seg.seq)
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    /// Sends a segment's records, keeping the producer's queue short so live
+    /// traffic is never starved. Stops early if Kafka degrades; the segment
+    /// is then replayed whole later (duplicates are allowed, loss is not).
+    fn replay(&self, records: &[SpoolRecord], opaque: usize) {
+        for rec in records {
+            loop {
+                if self.stopped() || self.shared.degraded.load(Ordering::Relaxed) {
+                    return;
+                }
+                if self.producer.in_flight_count() > REPLAY_MAX_IN_FLIGHT {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                let mut h = OwnedHeaders::new_with_capacity(rec.headers.len());
+                for (k, v) in &rec.headers {
+                    h = h.insert(Header {
+                        key: k,
+                        value: Some(&v[..]),
+                    });
+                }
+                let r = BaseRecord::with_opaque_to(&self.topic, opaque)
+                    .key(&rec.key[..])
+                    .payload(&rec.payload[..])
+                    .timestamp(rec.ts_ms)
+                    .headers(h);
+                match self.producer.send(r) {
+                    Ok(()) => break,
+                    Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => {
+                        self.shared.set_degraded(format!("replay failed: {e}"));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn probe(&self) -> Result<(), Probe> {
+        let md = self
+            .producer
+            .client()
+            .fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)
+            .map_err(|e| Probe::Unreachable(e.to_string()))?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == self.topic) else {
+            return Err(Probe::NoTopic);
+        };
+        match t.error() {
+            Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => {
+                return Err(Probe::NoTopic)
+            }
+            Some(e) => return Err(Probe::Unreachable(format!("topic metadata: {e:?}"))),
+            None => {}
+        }
+        if t.partitions().is_empty() {
+            return Err(Probe::NoTopic);
+        }
+        if t.partitions().iter().any(|p| p.leader() < 0) {
+            return Err(Probe::Unreachable("a partition has no leader".into()));
+        }
+        Ok(())
+    }
+
+    fn create(&self) -> bool {
+        let Some((partitions, rf)) = self.create_topic else {
+            return false;
+        };
+        let admin: AdminClient<_> = match self.admin_config.create() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create a kafka admin client");
+                return false;
+            }
+        };
+        let topic = NewTopic::new(&self.topic, partitions, TopicReplication::Fixed(rf));
+        let opts = AdminOptions::new().operation_timeout(Some(PROBE_TIMEOUT));
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(_) => return false,
+        };
+        match rt.block_on(admin.create_topics([&topic], &opts)) {
+            Ok(results) => {
+                for r in results {
+                    match r {
+                        Ok(name) => {
+                            tracing::info!(topic = %name, partitions, "created kafka topic")
+                        }
+                        Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                            tracing::info!(topic = %name, "kafka topic exists")
+                        }
+                        Err((name, e)) => {
+                            tracing::error!(topic = %name, error = %e, "cannot create kafka topic");
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create kafka topic");
+                false
+            }
+        }
+    }
+}
+
+/// Why a probe failed.
+#[derive(Debug)]
+enum Probe {
+    Unreachable(String),
+    NoTopic,
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Probe::Unreachable(e) => write!(f, "unreachable: {e}"),
+            Probe::NoTopic => f.write_str(
+                "topic does not exist; create it, or set kafka.create_topic = true (events wait in the spool)",
+            ),
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The disk spool: Kafka records that could not be delivered yet.
+//!
+//! A directory of append-only segment files, `{seq:016x}.spool`. New records
+//! go to the active segment; replay reads sealed segments oldest first and a
+//! segment is deleted only once every record in it has been acknowledged (or
+//! written back to the spool). Each record is framed as
+//!
+//! ```text
+//! magic u32 | len u32 | crc32 u32 (over len and body) | body (len bytes)
+//! body = ts_ms i64 | key_len u16 | key | n_headers u8 | (name_len u8 | name | value_len u16 | value)* | payload
+//! ```
+//!
+//! all little-endian. The magic lets recovery find the next record after a
+//! damaged one; the checksum tells an intact record from a torn or flipped
+//! one. This module only does file I/O; it never talks to Kafka.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Marks the start of every record ("TESP").
+const MAGIC: u32 = 0x5053_4554;
+/// Frame bytes before the body.
+const FRAME: usize = 12;
+/// Largest body accepted when reading; anything bigger is damage.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// One Kafka record as it will be produced on replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolRecord {
+    pub ts_ms: i64,
+    pub key: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub payload: Vec<u8>,
+}
+
+impl SpoolRecord {
+    /// Appends the framed record to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&MAGIC.to_le_bytes());
+        out.extend_from_slice(&[0; 8]); // len and crc, filled in below
+        out.extend_from_slice(&self.ts_ms.to_le_bytes());
+        let key = &self.key[..self.key.len().min(u16::MAX as usize)];
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(key);
+        let headers = &self.headers[..self.headers.len().min(u8::MAX as usize)];
+        out.push(headers.len() as u8);
+        for (name, value) in headers {
+            let name = &name.as_bytes()[..name.len().min(u8::MAX as usize)];
+            let value = &value[..value.len().min(u16::MAX as usize)];
+            out.push(name.len() as u8);
+            out.extend_from_slice(name);
+            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+            out.extend_from_slice(value);
+        }
+        out.extend_from_slice(&self.payload);
+        let len = (out.len() - start - FRAME) as u32;
+        out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
+        let mut h = crc32fast::Hasher::new();
+        h.update(&len.to_le_bytes());
+        h.update(&out[start + FRAME..]);
+        out[start + 8..start + 12].copy_from_slice(&h.finalize().to_le_bytes());
+    }
+
+    /// The framed size of this record.
+    pub fn encoded_len(&self) -> usize {
+        FRAME
+            + 8
+            + 2
+            + self.key.len()
+            + 1
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| 1 + n.len() + 2 + v.len())
+                .sum::<usize>()
+            + self.payload.len()
+    }
+
+    fn decode_body(b: &[u8]) -> Option<SpoolRecord> {
+        let mut r = Reader(b);
+        let ts_ms = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
+        let klen = u16::from_le_bytes(r.take(2)?.try_into().ok()?) as usize;
+        let key = r.take(klen)?.to_vec();
+        let n = r.take(1)?[0] as usize;
+        let mut headers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let nlen = r.take(1)?[0] as usize;
+            let name = String::from_utf8(r.take(nlen)?.to_vec()).ok()?;
+            let vlen = u16::from_le_bytes(r.take(2)?.try_into().ok()?) as usize;
+            headers.push((name, r.take(vlen)?.to_vec()));
+        }
+        Some(SpoolRecord {
+            ts_ms,
+            key,
+            headers,
+            payload: r.0.to_vec(),
+        })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+}
+
+/// What reading a segment found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    pub records: Vec<SpoolRecord>,
+    /// Damaged records skipped (a torn tail counts as one).
+    pub corrupt: usize,
+}
+
+/// Decodes every intact record of a segment's bytes, skipping damage.
+pub fn scan(data: &[u8]) -> Scan {
+    let mut out = Scan::default();
+    let mut pos = 0;
+    let mut in_damage = false;
+    while pos + FRAME <= data.len() {
+        let magic = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap());
+        let ok = magic == MAGIC && {
+            let len = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().unwrap()) as usize;
+            let crc = u32::from_le_bytes(data[pos + 8..pos + 12].try_into().unwrap());
+            len <= MAX_BODY
+                && pos + FRAME + len <= data.len()
+                && {
+                    let mut h = crc32fast::Hasher::new();
+                    h.update(&data[pos + 4..pos + 8]);
+                    h.update(&data[pos + FRAME..pos + FRAME + len]);
+                    h.finalize() == crc
+                }
+                && match SpoolRecord::decode_body(&data[pos + FRAME..pos + FRAME + len]) {
+                    Some(rec) => {
+                        out.records.push(rec);
+                        pos += FRAME + len;
+                        true
+                    }
+                    None => false,
+                }
+        };
+        if ok {
+            in_damage = false;
+        } else {
+            // Count each damaged stretch once, then look for the next magic.
+            if !in_damage {
+                out.corrupt += 1;
+                in_damage = true;
+            }
+            pos += 1;
+        }
+    }
+    if pos < data.len() && !in_damage {
+        out.corrupt += 1; // a torn tail shorter than a frame
+    }
+    out
+}
+
+/// A closed segment waiting for replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sealed {
+    pub seq: u64,
+    pub events: u64,
+    pub bytes: u64,
+}
+
+/// The spool directory. Not thread-safe by itself: the Kafka sink owns it
+/// behind a mutex, with one writer thread appending.
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    sealed: VecDeque<Sealed>,
+    active: Option<(u64, File)>,
+    active_events: u64,
+    active_bytes: u64,
+    next_seq: u64,
+    dirty: bool,
+}
+
+/// Why a record was not spooled.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool is full")]
+    Full,
+    #[error("spool I/O: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn seg_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:016x}.spool"))
+}
+
+impl Spool {
+    /// Opens (creating) the spool in `dir` and recovers what is there:
+    /// every intact record is kept, damaged ones are cut out, and their
+    /// number is returned with the spool.
+    pub fn open(dir: &Path, max_bytes: u64, segment_bytes: u64) -> io::Result<(Spool, usize)> {
+        fs::create_dir_all(dir)?;
+        let mut seqs: Vec<u64> = fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                u64::from_str_radix(name.strip_suffix(".spool")?, 16).ok()
+            })
+            .collect();
+        seqs.sort_unstable();
+        let mut sealed = VecDeque::new();
+        let mut corrupt = 0;
+        for seq in &seqs {
+            let path = seg_path(dir, *seq);
+            let data = fs::read(&path)?;
+            let s = scan(&data);
+            corrupt += s.corrupt;
+            if s.records.is_empty() {
+                fs::remove_file(&path)?;
+                continue;
+            }
+            let mut bytes = data.len() as u64;
+            if s.corrupt > 0 {
+                // Rewrite with only the intact records, atomically.
+                let mut buf = Vec::with_capacity(data.len());
+                for r in &s.records {
+                    r.encode_into(&mut buf);
+                }
+                let tmp = dir.join(format!("{seq:016x}.tmp"));
+                let mut f = File::create(&tmp)?;
+                f.write_all(&buf)?;
+                f.sync_all()?;
+                fs::rename(&tmp, &path)?;
+                bytes = buf.len() as u64;
+            }
+            sealed.push_back(Sealed {
+                seq: *seq,
+                events: s.records.len() as u64,
+                bytes,
+            });
+        }
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        let next_seq = seqs.last().map_or(1, |s| s + 1);
+        let spool = Spool {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            segment_bytes,
+            sealed,
+            active: None,
+            active_events: 0,
+            active_bytes: 0,
+            next_seq,
+            dirty: false,
+        };
+        Ok((spool, corrupt))
+    }
+
+    /// Events and bytes on disk.
+    pub fn totals(&self) -> (u64, u64) {
+        let (e, b) = self
+            .sealed
+            .iter()
+            .fold((0, 0), |(e, b), s| (e + s.events, b + s.bytes));
+        (e + self.active_events, b + self.active_bytes)
+    }
+
+    /// Appends already-encoded records (`count` of them). Refuses the whole
+    /// batch when it would pass the size limit.
+    pub fn append_encoded(&mut self, buf: &[u8], count: u64) -> Result<(), SpoolError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if self.totals().1 + buf.len() as u64 > self.max_bytes {
+            return Err(SpoolError::Full);
+        }
+        if self.active_bytes >= self.segment_bytes {
+            self.seal()?;
+        }
+        if self.active.is_none() {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(seg_path(&self.dir, seq))?;
+            self.active = Some((seq, f));
+        }
+        let (_, f) = self.active.as_mut().unwrap();
+        if let Err(e) = f.write_all(buf) {
+            // A partial write leaves a torn record that recovery cuts out;
+            // start a fresh segment so later records stay readable.
+            self.active_bytes += buf.len() as u64;
+            let _ = self.seal();
+            return Err(e.into());
+        }
+        self.active_events += count;
+        self.active_bytes += buf.len() as u64;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Whether a batch of `bytes` would fit.
+    pub fn has_room(&self, bytes: u64) -> bool {
+        self.totals().1 + bytes <= self.max_bytes
+    }
+
+    /// Makes appended records durable.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.dirty {
+            if let Some((_, f)) = &self.active {
+                f.sync_data()?;
+            }
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment (synced) so replay can take it.
+    pub fn seal(&mut self) -> io::Result<()> {
+        if let Some((seq, f)) = self.active.take() {
+            f.sync_data()?;
+            self.dirty = false;
+            if self.active_events > 0 {
+                self.sealed.push_back(Sealed {
+                    seq,
+                    events: self.active_events,
+                    bytes: self.active_bytes,
+                });
+            } else {
+                let _ = fs::remove_file(seg_path(&self.dir, seq));
+            }
+            self.active_events = 0;
+            self.active_bytes = 0;
+        }
+        Ok(())
+    }
+
+    /// Whether the active segment holds records.
+    pub fn active_has_records(&self) -> bool {
+        self.active_events > 0
+    }
+
+    /// The oldest sealed segment.
+    pub fn oldest(&self) -> Option<Sealed> {
+        self.sealed.front().copied()
+    }
+
+    /// Reads a sealed segment's intact records.
+    pub fn read(&self, seq: u64) -> io::Result<Scan> {
+        Ok(scan(&fs::read(seg_path(&self.dir, seq))?))
+    }
+
+    /// Deletes a sealed segment whose records are all accounted for.
+    pub fn remove(&mut self, seq: u64) -> io::Result<()> {
+        self.sealed.retain(|s| s.seq != seq);
+        match fs::remove_file(seg_path(&self.dir, seq)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: i64) -> SpoolRecord {
+        SpoolRecord {
+            ts_ms: 1_763_942_400_000 + i,
+            key: format!("r-{i}").into_bytes(),
+            headers: vec![("ce_id".into(), format!("id-{i}").into_bytes())],
+            payload: format!("{{\"n\":{i}}}").into_bytes(),
+        }
+    }
+
+    fn encode(recs: &[SpoolRecord]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for r in recs {
+            r.encode_into(&mut b);
+        }
+        b
+    }
+
+    #[test]
+    fn round_trip() {
+        let recs: Vec<_> = (0..50).map(rec).collect();
+        let b = encode(&recs);
+        assert_eq!(b.len(), recs.iter().map(|r| r.encoded_len()).sum::<usize>());
+        assert_eq!(
+            scan(&b),
+            Scan {
+                records: recs,
+                corrupt: 0
+            }
+        );
+    }
+
+    #[test]
+    fn torn_tail_keeps_every_intact_record() {
+        let recs: Vec<_> = (0..10).map(rec).collect();
+        let b = encode(&recs);
+        for cut in 1..recs[9].encoded_len() {
+            let s = scan(&b[..b.len() - cut]);
+            assert_eq!(s.records, recs[..9], "cut {cut}");
+            assert_eq!(s.corrupt, 1, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_loses_only_its_record() {
+        let recs: Vec<_> = (0..10).map(rec).collect();
+        let b = encode(&recs);
+        let start5: usize = recs[..5].iter().map(|r| r.encoded_len()).sum();
+        for off in 0..recs[5].encoded_len() {
+            let mut d = b.clone();
+            d[start5 + off] ^= 0x40;
+            let s = scan(&d);
+            let mut want = recs.clone();
+            want.remove(5);
+            assert_eq!(s.records, want, "flip at {off}");
+            assert_eq!(s.corrupt, 1);
+        }
+    }
+
+    #[test]
+    fn open_recovers_and_rewrites_damaged_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<_> = (0..10).map(rec).collect();
+        let mut b = encode(&recs);
+        b.truncate(b.len() - 3);
+        fs::write(dir.path().join("0000000000000007.spool"), &b).unwrap();
+        let (spool, corrupt) = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
+        assert_eq!(corrupt, 1);
+        assert_eq!(spool.totals().0, 9);
+        let s = spool.read(7).unwrap();
+        assert_eq!(s.records, recs[..9]);
+        assert_eq!(s.corrupt, 0, "the damage was cut out on open");
+        drop(spool);
+        let (spool, corrupt) = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
+        assert_eq!(
+            (corrupt, spool.totals().0),
+            (0, 9),
+            "counted once, not at every start"
+        );
+    }
+
+    #[test]
+    fn append_seal_replay_remove_and_the_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path(), 4096, 1024).unwrap();
+        let mut n = 0u64;
+        loop {
+            let b = encode(&[rec(n as i64)]);
+            match spool.append_encoded(&b, 1) {
+                Ok(()) => n += 1,
+                Err(SpoolError::Full) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(n > 10);
+        assert!(spool.totals().1 <= 4096);
+        assert_eq!(spool.totals().0, n);
+        spool.seal().unwrap();
+        let mut seen = 0;
+        while let Some(s) = spool.oldest() {
+            let scan = spool.read(s.seq).unwrap();
+            assert_eq!(scan.records.len() as u64, s.events);
+            for r in &scan.records {
+                assert_eq!(*r, rec(seen));
+                seen += 1;
+            }
+            spool.remove(s.seq).unwrap();
+        }
+        assert_eq!(seen as u64, n);
+        assert_eq!(spool.totals(), (0, 0));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
