@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -172,29 +171,6 @@ fn gen_key_prints_fresh_usable_secrets() {
         .env("TRACKEDGE_SIGNING__KEYS", keys)
         .arg("check-config"));
     assert_eq!(code, 0, "{err}");
-}
-
-/// Reads the JSON log lines of a starting server until both listeners are bound.
-fn bound_addrs(stderr: std::process::ChildStderr) -> (String, String) {
-    let mut public = None;
-    let mut admin = None;
-    let mut lines = BufReader::new(stderr).lines();
-    while public.is_none() || admin.is_none() {
-        let line = lines.next().expect("server exited before binding").unwrap();
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["message"] == "listener bound" {
-            let addr = v["addr"].as_str().unwrap().to_owned();
-            match v["listener"].as_str() {
-                Some("public") => public = Some(addr),
-                _ => admin = Some(addr),
-            }
-        }
-    }
-    // Keep draining so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (public.unwrap(), admin.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use metrics::{counter, gauge};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
@@ -95,10 +96,12 @@ struct Shared {
     spool_events: AtomicUsize,
     /// Shutdown has begun.
     closed: AtomicBool,
-    /// Replay progress: segment seq -> (generation, records not yet settled).
-    replay: Mutex<HashMap<u64, (u16, u64)>>,
+    /// Replay progress per segment being replayed.
+    replay: Mutex<HashMap<u64, Attempt>>,
     /// Tells the replay thread to stop.
     stop: AtomicBool,
+    /// The broker rejected the producer's identity: it must be replaced.
+    producer_broken: AtomicBool,
 }
 
 impl Shared {
@@ -112,6 +115,31 @@ impl Shared {
             tracing::debug!(reason = %why, "kafka still degraded");
         }
         *w = Some(why);
+    }
+}
+
+/// One replay of one spool segment.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    /// Tells this attempt's delivery reports from an earlier attempt's.
+    generation: u16,
+    /// Records sent and not yet reported, plus records not sent at all.
+    left: u64,
+    /// Some record was not delivered: the segment stays and is replayed again.
+    failed: bool,
+    /// Set once `left` reaches 0: whether every record was delivered.
+    done: Option<bool>,
+}
+
+impl Attempt {
+    fn settle(&mut self, n: u64, ok: bool) -> Option<bool> {
+        self.failed |= !ok;
+        self.left = self.left.saturating_sub(n);
+        if self.left == 0 && self.done.is_none() {
+            self.done = Some(!self.failed);
+            return self.done;
+        }
+        None
     }
 }
 
@@ -152,6 +180,21 @@ impl ClientContext for Ctx {
     }
 }
 
+/// Errors after which an idempotent producer's id or epoch is no good: the
+/// broker has fenced it or lost its state. Only a new producer recovers.
+fn breaks_producer(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+        )
+    )
+}
+
 /// Errors that retrying will never fix: the record is dropped and counted.
 fn is_permanent(e: &KafkaError) -> bool {
     matches!(
@@ -170,11 +213,18 @@ impl ProducerContext for Ctx {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        match result {
-            Ok(_) => counter!(EVENTS_DELIVERED).increment(1),
+        // A replayed record that fails is not spooled again: it is still in
+        // its segment, which stays until one replay delivers all of it.
+        let replayed = opaque != 0;
+        let ok = match result {
+            Ok(_) => {
+                counter!(EVENTS_DELIVERED).increment(1);
+                true
+            }
             Err((e, _)) if is_permanent(e) => {
                 counter!(EVENTS_DROPPED, "reason" => "rejected").increment(1);
                 tracing::error!(error = %e, "kafka rejected an event for good; dropped");
+                true
             }
             Err((e, msg)) => {
                 if !matches!(
@@ -183,47 +233,60 @@ impl ProducerContext for Ctx {
                 ) {
                     self.shared.set_degraded(format!("delivery failed: {e}"));
                 }
-                let rec = SpoolRecord {
-                    ts_ms: msg.timestamp().to_millis().unwrap_or(0),
-                    key: msg.key().unwrap_or_default().to_vec(),
-                    headers: msg
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    payload: msg.payload().unwrap_or_default().to_vec(),
-                };
-                self.shared.spool_queue.fetch_add(1, Ordering::Relaxed);
-                // Blocking is fine here: this is librdkafka's callback
-                // thread, never a request.
-                if self.spool_tx.send(SpoolMsg::Record(rec)).is_err() {
-                    self.shared.spool_queue.fetch_sub(1, Ordering::Relaxed);
-                    counter!(EVENTS_DROPPED, "reason" => "shutdown").increment(1);
+                if breaks_producer(e) {
+                    self.shared.producer_broken.store(true, Ordering::Relaxed);
                 }
+                if !replayed {
+                    self.spool_message(msg);
+                }
+                false
             }
-        }
-        if opaque != 0 {
-            let (seq, gen) = ((opaque >> 16) as u64, (opaque & 0xffff) as u16);
+        };
+        if replayed {
+            let (seq, generation) = ((opaque >> 16) as u64, (opaque & 0xffff) as u16);
             let mut replay = self.shared.replay.lock().unwrap();
-            if let Some((g, left)) = replay.get_mut(&seq) {
-                if *g == gen {
-                    *left -= 1;
-                    if *left == 0 {
-                        replay.remove(&seq);
-                        let _ = self.spool_tx.send(SpoolMsg::Remove(seq));
-                    }
+            if let Some(a) = replay.get_mut(&seq).filter(|a| a.generation == generation) {
+                if a.settle(1, ok) == Some(true) {
+                    let _ = self.spool_tx.send(SpoolMsg::Remove(seq));
                 }
             }
         }
     }
 }
 
+impl Ctx {
+    /// Hands an undelivered live record to the spool thread.
+    fn spool_message(&self, msg: &rdkafka::message::BorrowedMessage<'_>) {
+        let rec = SpoolRecord {
+            ts_ms: msg.timestamp().to_millis().unwrap_or(0),
+            key: msg.key().unwrap_or_default().to_vec(),
+            headers: msg
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            payload: msg.payload().unwrap_or_default().to_vec(),
+        };
+        self.shared.spool_queue.fetch_add(1, Ordering::Relaxed);
+        // Blocking is fine here: this is librdkafka's callback thread,
+        // never a request.
+        if self.spool_tx.send(SpoolMsg::Record(rec)).is_err() {
+            self.shared.spool_queue.fetch_sub(1, Ordering::Relaxed);
+            counter!(EVENTS_DROPPED, "reason" => "shutdown").increment(1);
+        }
+    }
+}
+
+/// The producer, replaceable after a fatal error without a lock on the
+/// request path.
+type SharedProducer = Arc<ArcSwap<ThreadedProducer<Ctx>>>;
+
 /// The Kafka sink.
 pub struct KafkaSink {
-    producer: ThreadedProducer<Ctx>,
+    producer: SharedProducer,
     topic: String,
     /// CloudEvents `ce_source`.
     source: String,
@@ -263,6 +326,7 @@ impl KafkaSink {
             closed: AtomicBool::new(false),
             replay: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
+            producer_broken: AtomicBool::new(false),
         });
         let (spool_tx, spool_rx) = mpsc::sync_channel(cfg.spool_queue_capacity);
         let mut cc = ClientConfig::new();
@@ -278,6 +342,7 @@ impl KafkaSink {
                 spool_tx: spool_tx.clone(),
             })
             .map_err(|e| anyhow::anyhow!("kafka producer settings: {e}"))?;
+        let producer: SharedProducer = Arc::new(ArcSwap::from_pointee(producer));
         let spool = Arc::new(Mutex::new(spool));
         let mut threads = Vec::new();
         {
@@ -299,7 +364,9 @@ impl KafkaSink {
                 create_topic: cfg
                     .create_topic
                     .then_some((cfg.partitions, cfg.replication_factor)),
-                admin_config: cc,
+                settle_timeout: Duration::from_millis(cfg.message_timeout_ms) * 2
+                    + Duration::from_secs(10),
+                config: cc,
             };
             threads.push(
                 std::thread::Builder::new()
@@ -381,7 +448,7 @@ impl Sink for KafkaSink {
                 .payload(&payload[..])
                 .timestamp(event.ts_ms)
                 .headers(h);
-            match self.producer.send(rec) {
+            match self.producer.load().send(rec) {
                 Ok(()) => return,
                 Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {}
                 Err((e, _)) => self.shared.set_degraded(format!("produce failed: {e}")),
@@ -412,36 +479,41 @@ impl Sink for KafkaSink {
     }
 
     fn pending(&self) -> usize {
-        self.producer.in_flight_count().max(0) as usize
+        self.producer.load().in_flight_count().max(0) as usize
             + self.shared.spool_queue.load(Ordering::Relaxed)
             + self.shared.spool_events.load(Ordering::Relaxed)
     }
 
     fn shutdown(&self, timeout: Duration) {
-        let threads: Vec<_> = std::mem::take(&mut *self.threads.lock().unwrap());
+        let mut threads: Vec<_> = std::mem::take(&mut *self.threads.lock().unwrap());
         if threads.is_empty() {
             return;
         }
         let deadline = Instant::now() + timeout;
         self.shared.closed.store(true, Ordering::Relaxed);
         self.shared.stop.store(true, Ordering::Relaxed);
+        // The replay thread first: it must not send or swap producers while
+        // the producer is drained.
+        if let Some(replay) = threads.pop() {
+            let _ = replay.join();
+        }
+        let producer = self.producer.load_full();
         // Deliver what librdkafka holds while there is time...
         let flush_for = timeout
             .saturating_sub(PURGE_WAIT)
             .max(Duration::from_millis(100));
-        if self.producer.flush(flush_for).is_err() {
+        if producer.flush(flush_for).is_err() {
             tracing::warn!(
-                in_flight = self.producer.in_flight_count(),
+                in_flight = producer.in_flight_count(),
                 "kafka flush timed out; moving the rest to the spool"
             );
         }
         // ...then take back the rest: purged records come back through the
         // delivery callback, which spools them. Dropping a producer would
         // discard them instead.
-        self.producer
-            .purge(PurgeConfig::default().queue().inflight());
-        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
-            self.producer.poll(Duration::from_millis(10));
+        producer.purge(PurgeConfig::default().queue().inflight());
+        while producer.in_flight_count() > 0 && Instant::now() < deadline {
+            producer.poll(Duration::from_millis(10));
         }
         let (tx, rx) = mpsc::sync_channel(1);
         if self.spool_tx.send(SpoolMsg::Close(tx)).is_ok() {
@@ -589,13 +661,16 @@ fn publish(s: &Spool, shared: &Shared) {
 
 /// Probes Kafka while degraded and replays the spool while healthy.
 struct Replayer {
-    producer: ThreadedProducer<Ctx>,
+    producer: SharedProducer,
     topic: String,
     spool: Arc<Mutex<Spool>>,
     shared: Arc<Shared>,
     spool_tx: SyncSender<SpoolMsg>,
     create_topic: Option<(i32, i32)>,
-    admin_config: ClientConfig,
+    /// Longest wait for a replayed segment's delivery reports.
+    settle_timeout: Duration,
+    /// The producer's settings, to replace it after a fatal error.
+    config: ClientConfig,
 }
 
 impl Replayer {
@@ -614,6 +689,19 @@ impl Replayer {
         let mut generation: u16 = 0;
         let mut created = false;
         while !self.stopped() {
+            let fatal = self.producer.load().client().fatal_error();
+            if let Some((code, reason)) = fatal {
+                self.shared
+                    .set_degraded(format!("producer fatal error {code:?}: {reason}"));
+                self.replace_producer();
+                continue;
+            }
+            if self.shared.producer_broken.swap(false, Ordering::Relaxed) {
+                self.shared
+                    .set_degraded("the broker fenced the producer".into());
+                self.replace_producer();
+                continue;
+            }
             if self.shared.degraded.load(Ordering::Relaxed) {
                 match self.probe() {
                     Ok(()) => {
@@ -655,48 +743,110 @@ impl Replayer {
             };
             if records.is_empty() {
                 let _ = self.spool_tx.send(SpoolMsg::Remove(seg.seq));
+                self.wait_removed(seg.seq);
                 continue;
             }
+            tracing::debug!(
+                seq = seg.seq,
+                records = records.len(),
+                "replaying spool segment"
+            );
             generation = generation.wrapping_add(1);
-            self.shared
-                .replay
-                .lock()
-                .unwrap()
-                .insert(seg.seq, (generation, records.len() as u64));
+            let total = records.len() as u64;
+            self.shared.replay.lock().unwrap().insert(
+                seg.seq,
+                Attempt {
+                    generation,
+                    left: total,
+                    failed: false,
+                    done: None,
+                },
+            );
             let opaque = ((seg.seq as usize) << 16) | generation as usize;
-            self.replay(&records, opaque);
-            // Wait for the segment to settle (deleted) or for trouble.
-            while !self.stopped()
-                && !self.shared.degraded.load(Ordering::Relaxed)
-                && self.shared.replay.lock().unwrap().contains_key(&seg.seq)
-            {
-                std::thread::sleep(Duration::from_millis(10));
+            let sent = self.replay(&records, opaque);
+            if sent < total {
+                let mut replay = self.shared.replay.lock().unwrap();
+                if let Some(a) = replay.get_mut(&seg.seq) {
+                    a.settle(total - sent, false);
+                }
             }
-            // Let the spool thread delete it before looking again.
-            while !self.stopped()
-                && !self.shared.degraded.load(Ordering::Relaxed)
-                && self
-                    .spool
-                    .lock()
-                    .unwrap()
-                    .oldest()
-                    .is_some_and(|o| o.seq == seg.seq)
-            {
-                std::thread::sleep(Duration::from_millis(5));
+            match self.outcome(seg.seq) {
+                Some(true) => self.wait_removed(seg.seq),
+                // Kept on disk; replayed whole once Kafka is healthy again.
+                Some(false) | None => self.sleep(PROBE_EVERY),
             }
         }
     }
 
+    /// Waits for every delivery report of the segment's current attempt:
+    /// whether all were delivered, or None when stopping or out of time.
+    fn outcome(&self, seq: u64) -> Option<bool> {
+        let end = Instant::now() + self.settle_timeout;
+        while !self.stopped() && Instant::now() < end {
+            {
+                let mut replay = self.shared.replay.lock().unwrap();
+                if let Some(done) = replay.get(&seq).and_then(|a| a.done) {
+                    replay.remove(&seq);
+                    return Some(done);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.shared.replay.lock().unwrap().remove(&seq);
+        None
+    }
+
+    /// Waits until the spool thread has deleted a replayed segment.
+    fn wait_removed(&self, seq: u64) {
+        while !self.stopped()
+            && self
+                .spool
+                .lock()
+                .unwrap()
+                .oldest()
+                .is_some_and(|o| o.seq == seq)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Replaces a producer that hit a fatal error (an idempotent producer
+    /// fenced by the broker, say): what the old one held comes back through
+    /// its delivery callback and is spooled.
+    fn replace_producer(&self) {
+        let fresh: ThreadedProducer<Ctx> = match self.config.create_with_context(Ctx {
+            shared: self.shared.clone(),
+            spool_tx: self.spool_tx.clone(),
+        }) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create a new kafka producer");
+                self.sleep(PROBE_EVERY);
+                return;
+            }
+        };
+        let old = self.producer.swap(Arc::new(fresh));
+        old.purge(PurgeConfig::default().queue().inflight());
+        let end = Instant::now() + PURGE_WAIT;
+        while old.in_flight_count() > 0 && Instant::now() < end {
+            old.poll(Duration::from_millis(10));
+        }
+        tracing::warn!("replaced the kafka producer after a fatal error");
+    }
+
     /// Sends a segment's records, keeping the producer's queue short so live
-    /// traffic is never starved. Stops early if Kafka degrades; the segment
-    /// is then replayed whole later (duplicates are allowed, loss is not).
-    fn replay(&self, records: &[SpoolRecord], opaque: usize) {
+    /// traffic is never starved; returns how many were sent. Stops early if
+    /// Kafka degrades: the segment is then replayed whole later (duplicates
+    /// are allowed, loss is not).
+    fn replay(&self, records: &[SpoolRecord], opaque: usize) -> u64 {
+        let mut sent = 0;
         for rec in records {
             loop {
                 if self.stopped() || self.shared.degraded.load(Ordering::Relaxed) {
-                    return;
+                    return sent;
                 }
-                if self.producer.in_flight_count() > REPLAY_MAX_IN_FLIGHT {
+                let producer = self.producer.load();
+                if producer.in_flight_count() > REPLAY_MAX_IN_FLIGHT {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
@@ -712,23 +862,28 @@ impl Replayer {
                     .payload(&rec.payload[..])
                     .timestamp(rec.ts_ms)
                     .headers(h);
-                match self.producer.send(r) {
-                    Ok(()) => break,
+                match producer.send(r) {
+                    Ok(()) => {
+                        sent += 1;
+                        break;
+                    }
                     Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Err((e, _)) => {
                         self.shared.set_degraded(format!("replay failed: {e}"));
-                        return;
+                        return sent;
                     }
                 }
             }
         }
+        sent
     }
 
     fn probe(&self) -> Result<(), Probe> {
         let md = self
             .producer
+            .load()
             .client()
             .fetch_metadata(Some(&self.topic), PROBE_TIMEOUT)
             .map_err(|e| Probe::Unreachable(e.to_string()))?;
@@ -755,7 +910,7 @@ impl Replayer {
         let Some((partitions, rf)) = self.create_topic else {
             return false;
         };
-        let admin: AdminClient<_> = match self.admin_config.create() {
+        let admin: AdminClient<_> = match self.config.create() {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(error = %e, "cannot create a kafka admin client");

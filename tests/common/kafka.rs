@@ -25,19 +25,28 @@ pub fn consume(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> 
         .create()
         .expect("consumer");
     let deadline = Instant::now() + timeout;
+    let mut last;
     let partitions = loop {
-        if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
-            if let Some(t) = md
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic && t.error().is_none())
-            {
-                if !t.partitions().is_empty() {
+        match consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) {
+            Ok(md) => match md.topics().iter().find(|t| t.name() == topic) {
+                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
                     break t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>();
                 }
-            }
+                Some(t) => {
+                    last = format!(
+                        "topic error {:?}, {} partitions",
+                        t.error(),
+                        t.partitions().len()
+                    )
+                }
+                None => last = "topic not in metadata".into(),
+            },
+            Err(e) => last = e.to_string(),
         }
-        assert!(Instant::now() < deadline, "topic {topic} never showed up");
+        assert!(
+            Instant::now() < deadline,
+            "topic {topic} never showed up: {last}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     let mut tpl = TopicPartitionList::new();
@@ -85,20 +94,16 @@ pub fn value(m: &OwnedMessage) -> serde_json::Value {
 }
 
 /// Creates a topic with an admin client, as an operator would.
-pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
-        match rt.block_on(admin.create_topics([&t], &opts)) {
+        match admin.create_topics([&t], &opts).await {
             Ok(r) if r.iter().all(|r| r.is_ok()) => return,
             Ok(r) => {
                 if r.iter().all(|r| {
@@ -113,7 +118,7 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
             }
             Err(e) => assert!(Instant::now() < deadline, "cannot create {topic}: {e}"),
         }
-        std::thread::sleep(Duration::from_millis(300));
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 
@@ -160,15 +165,21 @@ pub fn tansu_bin() -> PathBuf {
 pub struct Tansu {
     pub port: u16,
     storage: String,
+    dir: PathBuf,
+    /// The port put in metadata, when not `port`.
+    advertised: Option<u16>,
     child: Option<Child>,
 }
 
 impl Tansu {
-    /// Starts a broker on `port` with `storage` (`memory://tansu/` or `sqlite://FILE`).
-    pub fn start(port: u16, storage: &str) -> Tansu {
+    /// Starts a broker on `port` with `storage` (`memory://tansu/`, or
+    /// `sqlite://FILE` with FILE relative to `dir`, where it runs).
+    pub fn start(port: u16, storage: &str, dir: &Path) -> Tansu {
         let mut t = Tansu {
             port,
             storage: storage.to_owned(),
+            dir: dir.to_path_buf(),
+            advertised: None,
             child: None,
         };
         t.spawn();
@@ -181,21 +192,19 @@ impl Tansu {
 
     fn spawn(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port));
         let child = Command::new(tansu_bin())
+            .current_dir(&self.dir)
             .arg("broker")
             .args([
                 "--kafka-listener-url",
                 &url,
                 "--kafka-advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .args(["--storage-engine", &self.storage])
-            .args([
-                "--prometheus-listener-url",
-                &format!("tcp://127.0.0.1:{}", free_port()),
-            ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -206,6 +215,12 @@ impl Tansu {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "tansu exited with {status} before listening on {}",
+                    self.port
+                );
+            }
             assert!(
                 Instant::now() < deadline,
                 "tansu did not listen on {}",
@@ -213,6 +228,16 @@ impl Tansu {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The broker's log file (appended across restarts), for post-mortems.
+    fn log(&self) -> Stdio {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("tansu-{}.log", self.port)))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null())
     }
 
     /// SIGKILLs the broker.
@@ -233,5 +258,69 @@ impl Tansu {
 impl Drop for Tansu {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A TCP proxy the test controls, to cut a broker off the network and
+/// bring it back without restarting it.
+pub struct CutProxy {
+    pub port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl CutProxy {
+    /// Listens on a free loopback port and forwards to `upstream_port`.
+    pub async fn start(upstream_port: u16) -> CutProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else {
+                    return;
+                };
+                if *rx.borrow() {
+                    continue; // cut off: the connection is dropped at once
+                }
+                let mut rx = rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut up) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = rx.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        CutProxy { port, cut }
+    }
+
+    /// Drops every connection and refuses new ones until `restore`.
+    pub fn cut(&self) {
+        let _ = self.cut.send(true);
+    }
+
+    pub fn restore(&self) {
+        let _ = self.cut.send(false);
+    }
+}
+
+impl Tansu {
+    /// A broker that advertises `advertised_port` (a proxy in front of it)
+    /// instead of its own.
+    pub fn start_behind(port: u16, advertised_port: u16, storage: &str, dir: &Path) -> Tansu {
+        let mut t = Tansu {
+            port,
+            storage: storage.to_owned(),
+            dir: dir.to_path_buf(),
+            advertised: Some(advertised_port),
+            child: None,
+        };
+        t.spawn();
+        t
     }
 }

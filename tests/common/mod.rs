@@ -184,3 +184,101 @@ pub fn metric(text: &str, name_and_labels: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// The trackedge binary as a child process.
+pub struct Proc {
+    pub child: std::process::Child,
+    pub public: String,
+    pub admin: String,
+}
+
+impl Proc {
+    /// Runs `trackedge serve` in `dir` with JSON logs, both listeners on
+    /// loopback port 0, the test signing key, and `env` on top.
+    pub fn spawn(dir: &std::path::Path, env: &[(&str, &str)]) -> Proc {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_trackedge"));
+        c.current_dir(dir).args(["serve", "--log-format", "json"]);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TRACKEDGE_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("TRACKEDGE_SERVER__LISTEN", "127.0.0.1:0")
+            .env("TRACKEDGE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
+            .env(
+                "TRACKEDGE_SIGNING__KEYS",
+                format!("[{{id=\"{KEY_ID}\",secret=\"{SECRET}\"}}]"),
+            );
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (public, admin) = bound_addrs(child.stderr.take().unwrap());
+        Proc {
+            child,
+            public,
+            admin,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.public, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// The current `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        String::from_utf8_lossy(&get(&self.admin_url("/metrics")).await.body).into_owned()
+    }
+
+    /// Sends a signal and waits for the exit code.
+    pub fn signal(mut self, sig: &str) -> Option<i32> {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        self.child.wait().unwrap().code()
+    }
+}
+
+/// Reads the JSON log lines of a starting server until both listeners are bound.
+pub fn bound_addrs(stderr: std::process::ChildStderr) -> (String, String) {
+    use std::io::{BufRead, BufReader};
+    let mut public = None;
+    let mut admin = None;
+    let mut lines = BufReader::new(stderr).lines();
+    while public.is_none() || admin.is_none() {
+        let line = lines.next().expect("server exited before binding").unwrap();
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if v["message"] == "listener bound" {
+            let addr = v["addr"].as_str().unwrap().to_owned();
+            match v["listener"].as_str() {
+                Some("public") => public = Some(addr),
+                _ => admin = Some(addr),
+            }
+        }
+    }
+    // Keep draining so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (public.unwrap(), admin.unwrap())
+}
+
+/// The sum of every sample of a counter family, whatever its labels.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b' ' | b'{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

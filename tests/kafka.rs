@@ -1,0 +1,515 @@
+//! The Kafka sink against a real Kafka-protocol broker process (tansu) over
+//! TCP: exact records, outages at start and mid-load, crashes with a
+//! spool, damaged spools, a full spool, and a missing topic.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::Timestamp;
+
+use common::kafka::*;
+use common::*;
+use trackedge::sink::spool::SpoolRecord;
+use trackedge::token::{Keyring, TokenType};
+
+const TOPIC: &str = "trackedge.events";
+
+fn kafka_toml(bootstrap: &str, spool: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[sink]\nkind = \"kafka\"\n[kafka]\nbrokers = \"{bootstrap}\"\ntopic = \"{TOPIC}\"\nspool_dir = {:?}\nspool_fsync_ms = 50\n{extra}",
+        spool.to_str().unwrap()
+    )
+}
+
+fn kafka_env<'a>(bootstrap: &'a str, spool: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("TRACKEDGE_SINK__KIND", "kafka"),
+        ("TRACKEDGE_KAFKA__BROKERS", bootstrap),
+        ("TRACKEDGE_KAFKA__SPOOL_DIR", spool),
+        ("TRACKEDGE_KAFKA__SPOOL_FSYNC_MS", "50"),
+    ]
+}
+
+fn ring() -> Keyring {
+    Keyring::new(&[(KEY_ID.into(), SECRET.as_bytes().to_vec())])
+}
+
+fn open_path(r: &str) -> String {
+    let mut c = claims(TokenType::Open, "kafka-test");
+    c.r = Some(r.to_owned());
+    format!("/o/{}.gif", ring().sign(&mut c))
+}
+
+fn keys(msgs: &[OwnedMessage]) -> (HashSet<String>, usize) {
+    let set: HashSet<String> = msgs
+        .iter()
+        .map(|m| String::from_utf8(m.key().unwrap().to_vec()).unwrap())
+        .collect();
+    (set, msgs.len())
+}
+
+async fn consume_async(bootstrap: String, want: usize, secs: u64) -> Vec<OwnedMessage> {
+    tokio::task::spawn_blocking(move || consume(&bootstrap, TOPIC, want, Duration::from_secs(secs)))
+        .await
+        .unwrap()
+}
+
+/// Sends one open per recipient `{prefix}-{i}`; every answer must be the GIF.
+async fn opens(base: &str, prefix: &str, n: usize) -> HashSet<String> {
+    let mut set = HashSet::new();
+    for i in 0..n {
+        let r = format!("{prefix}-{i}");
+        let a = get(&format!("{base}{}", open_path(&r))).await;
+        assert_eq!(a.status, 200);
+        set.insert(r);
+    }
+    set
+}
+
+fn spool_is_empty(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .all(|e| e.metadata().map(|m| m.len() == 0).unwrap_or(true))
+        })
+        .unwrap_or(true)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn n_requests_give_exactly_n_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start(free_port(), "memory://tansu/", dir.path());
+    create_topic(&broker.bootstrap(), TOPIC, 3).await;
+    let srv = TestServer::start(&kafka_toml(
+        &broker.bootstrap(),
+        &dir.path().join("spool"),
+        "",
+    ))
+    .await;
+    wait_readyz(
+        &srv.admin_url("/readyz"),
+        "ready\n",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    let mut expect_keyed = HashSet::new();
+    for i in 0..150 {
+        let r = format!("o-{i}");
+        let mut c = claims(TokenType::Open, "spring-sale");
+        c.r = Some(r.clone());
+        assert_eq!(
+            get(&srv.url(&format!("/o/{}.gif", srv.mint(&mut c))))
+                .await
+                .status,
+            200
+        );
+        expect_keyed.insert(r);
+    }
+    for i in 0..100 {
+        let r = format!("c-{i}");
+        let mut c = claims(TokenType::Click, "spring-sale");
+        c.r = Some(r.clone());
+        c.u = Some("https://shop.example.com/".into());
+        assert_eq!(
+            get(&srv.url(&format!("/c/{}", srv.mint(&mut c))))
+                .await
+                .status,
+            302
+        );
+        expect_keyed.insert(r);
+    }
+    for _ in 0..50 {
+        let mut c = claims(TokenType::Open, "anonymous");
+        assert_eq!(
+            get(&srv.url(&format!("/o/{}.gif", srv.mint(&mut c))))
+                .await
+                .status,
+            200
+        );
+    }
+    let msgs = consume_async(broker.bootstrap(), 300, 60).await;
+    assert_eq!(msgs.len(), 300, "exactly one record per request");
+    let mut ids = HashSet::new();
+    let mut keyed = HashSet::new();
+    for m in &msgs {
+        let raw = m.payload().unwrap();
+        assert_ne!(raw.last(), Some(&b'\n'), "no trailing newline in Kafka");
+        let v = value(m);
+        let h = headers(m);
+        let id = v["event_id"].as_str().unwrap().to_owned();
+        assert!(ids.insert(id.clone()));
+        let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+        match v["recipient"].as_str() {
+            Some(r) => {
+                assert_eq!(key, r);
+                keyed.insert(key);
+            }
+            None => assert_eq!(key, id, "no recipient: keyed by event id"),
+        }
+        assert_eq!(
+            m.timestamp(),
+            Timestamp::CreateTime(v["ts_ms"].as_i64().unwrap())
+        );
+        assert_eq!(h["ce_specversion"], "1.0");
+        assert_eq!(h["ce_id"], id);
+        assert_eq!(
+            h["ce_type"],
+            format!("trackedge.{}.v1", v["type"].as_str().unwrap())
+        );
+        assert_eq!(h["ce_source"], "http://localhost:8080");
+        assert_eq!(h["content-type"], "application/json");
+        let t = humantime::parse_rfc3339(&h["ce_time"]).unwrap();
+        let t_ms = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        assert_eq!(t_ms, v["ts_ms"].as_i64().unwrap());
+    }
+    assert_eq!(keyed, expect_keyed);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_down_at_start_then_up_delivers_and_empties_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let spool = dir.path().join("spool");
+    let srv = TestServer::start(&kafka_toml(&bootstrap, &spool, "")).await;
+    let sent = opens(&srv.url(""), "early", 100).await;
+    let why = wait_readyz(
+        &srv.admin_url("/readyz"),
+        "ready, degraded",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(why.contains("spooled"), "{why}");
+    assert!(!spool_is_empty(&spool), "events wait on disk");
+
+    let broker = Tansu::start(port, "memory://tansu/", dir.path());
+    create_topic(&broker.bootstrap(), TOPIC, 3).await;
+    let (got, n) = keys(&consume_async(broker.bootstrap(), 100, 60).await);
+    assert_eq!(got, sent);
+    println!("100 accepted while the broker was down; {n} records consumed");
+    wait_readyz(
+        &srv.admin_url("/readyz"),
+        "ready\n",
+        Duration::from_secs(30),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !spool_is_empty(&spool) {
+        assert!(Instant::now() < deadline, "spool never emptied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    srv.stop().await;
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_outage_mid_load_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // The broker is cut off by a proxy rather than killed: tansu 0.6's
+    // sqlite engine panics on an idempotent producer's first produce after
+    // a restart ("more or less than one row"), and a memory:// broker
+    // forgets everything when killed.
+    let broker_port = free_port();
+    let proxy = CutProxy::start(broker_port).await;
+    let broker = Tansu::start_behind(broker_port, proxy.port, "memory://tansu/", dir.path());
+    let bootstrap = format!("127.0.0.1:{}", proxy.port);
+    create_topic(&bootstrap, TOPIC, 3).await;
+    let srv = TestServer::start(&kafka_toml(&bootstrap, &dir.path().join("spool"), "")).await;
+    wait_readyz(
+        &srv.admin_url("/readyz"),
+        "ready\n",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // (phase, latency) per answered request; phase 0 before, 1 during, 2 after the outage.
+    let phase = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let samples: Arc<Mutex<Vec<(u8, Duration)>>> = Arc::default();
+    let answered: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let bad: Arc<Mutex<Vec<u16>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let base = srv.url("");
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (phase, samples, answered, bad, stop, base) = (
+            phase.clone(),
+            samples.clone(),
+            answered.clone(),
+            bad.clone(),
+            stop.clone(),
+            base.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let client = client();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = format!("w{w}-{i}");
+                i += 1;
+                let req = http::Request::get(format!("{base}{}", open_path(&r)))
+                    .body(Default::default())
+                    .unwrap();
+                let t = Instant::now();
+                let resp = client.request(req).await.expect("answered");
+                let dt = t.elapsed();
+                if resp.status() == 200 {
+                    answered.lock().unwrap().insert(r);
+                    samples
+                        .lock()
+                        .unwrap()
+                        .push((phase.load(std::sync::atomic::Ordering::Relaxed), dt));
+                } else {
+                    bad.lock().unwrap().push(resp.status().as_u16());
+                }
+                // A steady load, well below saturation, so latency measures
+                // the edge and not a queue in front of it.
+                tokio::time::sleep(Duration::from_millis(4)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.cut();
+    phase.store(1, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    proxy.restore();
+    phase.store(2, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert!(
+        bad.lock().unwrap().is_empty(),
+        "non-200 answers: {:?}",
+        bad.lock().unwrap()
+    );
+
+    let msgs = consume_async(bootstrap.clone(), answered.len(), 120).await;
+    let (got, n) = keys(&msgs);
+    let missing: Vec<_> = answered.difference(&got).collect();
+    if !missing.is_empty() {
+        let r = get(&srv.admin_url("/readyz")).await;
+        let m = get(&srv.admin_url("/metrics")).await;
+        let m = String::from_utf8_lossy(&m.body).into_owned();
+        let interesting: Vec<&str> = m
+            .lines()
+            .filter(|l| l.starts_with("trackedge_") && !l.contains("bucket"))
+            .collect();
+        println!(
+            "readyz: {}\n{}",
+            String::from_utf8_lossy(&r.body),
+            interesting.join("\n")
+        );
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered events missing, e.g. {:?}",
+        missing.len(),
+        answered.len(),
+        missing.first()
+    );
+    let mut per: HashMap<u8, Vec<Duration>> = HashMap::new();
+    for (p, d) in samples.lock().unwrap().iter() {
+        per.entry(*p).or_default().push(*d);
+    }
+    for v in per.values_mut() {
+        v.sort();
+    }
+    let p99 = |p: u8| percentile(per.get(&p).map(|v| &v[..]).unwrap_or(&[]), 0.99);
+    println!(
+        "outage test: {} answered, {n} records ({} duplicates); p99 before {:?}, during {:?}, after {:?}",
+        answered.len(),
+        n - answered.len(),
+        p99(0),
+        p99(1),
+        p99(2)
+    );
+    // The edge does not slow down while Kafka is away (a 5 ms floor keeps
+    // scheduler noise on a small machine from deciding the test).
+    let limit = (p99(0) * 2).max(Duration::from_millis(5));
+    assert!(
+        p99(1) <= limit,
+        "p99 during the outage {:?} > {limit:?}",
+        p99(1)
+    );
+    srv.stop().await;
+    drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_with_events_in_the_spool_then_restart_delivers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let spool = dir.path().join("spool");
+    let spool_s = spool.to_str().unwrap().to_owned();
+    let p = Proc::spawn(dir.path(), &kafka_env(&bootstrap, &spool_s));
+    let sent = opens(&p.url(""), "crash", 50).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&p.metrics().await, "trackedge_spool_events") < 50.0 {
+        assert!(Instant::now() < deadline, "events never reached the spool");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the fsync interval, then a crash: no shutdown, no flush.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(p.signal("KILL"), None);
+
+    let broker = Tansu::start(port, "memory://tansu/", dir.path());
+    create_topic(&broker.bootstrap(), TOPIC, 3).await;
+    let p = Proc::spawn(dir.path(), &kafka_env(&bootstrap, &spool_s));
+    let (got, _) = keys(&consume_async(broker.bootstrap(), 50, 60).await);
+    assert_eq!(got, sent, "every spooled event delivered after the restart");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = p.metrics().await;
+        if metric(&m, "trackedge_spool_events") == 0.0
+            && metric(&m, "trackedge_events_delivered_total") >= 50.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "spool not drained: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(p.signal("TERM"), Some(0));
+}
+
+fn record(i: usize) -> SpoolRecord {
+    let id = uuid::Uuid::now_v7().to_string();
+    SpoolRecord {
+        ts_ms: 1_763_942_400_000 + i as i64,
+        key: format!("d-{i}").into_bytes(),
+        headers: vec![
+            ("ce_specversion".into(), b"1.0".to_vec()),
+            ("ce_id".into(), id.clone().into_bytes()),
+        ],
+        payload: format!(r#"{{"schema":"trackedge.event.v1","event_id":"{id}","type":"open","recipient":"d-{i}"}}"#)
+            .into_bytes(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_spool_delivers_every_intact_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let recs: Vec<SpoolRecord> = (0..10).map(record).collect();
+    let mut bytes = Vec::new();
+    let mut offsets = Vec::new();
+    for r in &recs {
+        offsets.push(bytes.len());
+        r.encode_into(&mut bytes);
+    }
+    // Record 3 gets a flipped byte in its payload; record 9 is torn.
+    bytes[offsets[3] + recs[3].encoded_len() - 5] ^= 0x01;
+    bytes.truncate(offsets[9] + 20);
+    std::fs::write(spool.join("0000000000000001.spool"), &bytes).unwrap();
+
+    let broker = Tansu::start(free_port(), "memory://tansu/", dir.path());
+    create_topic(&broker.bootstrap(), TOPIC, 3).await;
+    let bootstrap = broker.bootstrap();
+    let spool_s = spool.to_str().unwrap().to_owned();
+    let p = Proc::spawn(dir.path(), &kafka_env(&bootstrap, &spool_s));
+    let (got, _) = keys(&consume_async(broker.bootstrap(), 8, 60).await);
+    let want: HashSet<String> = (0..9)
+        .filter(|i| *i != 3)
+        .map(|i| format!("d-{i}"))
+        .collect();
+    assert_eq!(got, want);
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "trackedge_events_dropped_total{reason=\"spool_corrupt\"}"
+        ),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(get(&p.admin_url("/livez")).await.status, 200);
+    assert_eq!(p.signal("TERM"), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_spool_drops_the_newest_and_the_books_balance() {
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = format!("127.0.0.1:{}", free_port());
+    let spool = dir.path().join("spool");
+    let spool_s = spool.to_str().unwrap().to_owned();
+    let mut env = kafka_env(&bootstrap, &spool_s);
+    env.push(("TRACKEDGE_KAFKA__SPOOL_MAX_BYTES", "8192"));
+    env.push(("TRACKEDGE_KAFKA__SPOOL_SEGMENT_BYTES", "4096"));
+    let p = Proc::spawn(dir.path(), &env);
+    // Every pixel is served, full spool or not.
+    opens(&p.url(""), "full", 100).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = p.metrics().await;
+    let accepted = metric(&m, "trackedge_events_accepted_total");
+    let delivered = metric(&m, "trackedge_events_delivered_total");
+    let dropped = metric_sum(&m, "trackedge_events_dropped_total");
+    let full = metric(&m, "trackedge_events_dropped_total{reason=\"spool_full\"}");
+    let pending = metric(&m, "trackedge_sink_queue_events");
+    let spooled = metric(&m, "trackedge_spool_events");
+    assert_eq!(accepted, 100.0);
+    assert!(
+        full > 0.0 && spooled > 0.0,
+        "full {full}, spooled {spooled}"
+    );
+    assert!(metric(&m, "trackedge_spool_bytes") <= 8192.0);
+    assert_eq!(accepted, delivered + dropped + pending, "{m}");
+    let ready = get(&p.admin_url("/readyz")).await;
+    assert_eq!(ready.status, 503, "neither delivering nor spooling");
+    assert!(String::from_utf8_lossy(&ready.body).contains("spool"));
+    assert_eq!(p.signal("TERM"), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_topic_is_reported_and_create_topic_creates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start(free_port(), "memory://tansu/", dir.path());
+    let spool = dir.path().join("spool-a");
+    let srv = TestServer::start(&kafka_toml(&broker.bootstrap(), &spool, "")).await;
+    let why = wait_readyz(
+        &srv.admin_url("/readyz"),
+        "ready, degraded",
+        Duration::from_secs(20),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut why = why;
+    while !why.contains("does not exist") {
+        assert!(Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        why = String::from_utf8_lossy(&get(&srv.admin_url("/readyz")).await.body).into_owned();
+    }
+    let sent = opens(&srv.url(""), "waiting", 20).await;
+    srv.stop().await;
+
+    // The same spool, now with create_topic: the topic appears and the
+    // waiting events are delivered.
+    let srv = TestServer::start(&kafka_toml(
+        &broker.bootstrap(),
+        &spool,
+        "create_topic = true\npartitions = 2\n",
+    ))
+    .await;
+    wait_readyz(
+        &srv.admin_url("/readyz"),
+        "ready\n",
+        Duration::from_secs(30),
+    )
+    .await;
+    let (got, _) = keys(&consume_async(broker.bootstrap(), 20, 60).await);
+    assert_eq!(got, sent);
+    srv.stop().await;
+}
