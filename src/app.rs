@@ -17,10 +17,13 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use metrics::{counter, histogram};
 
-use crate::config::Config;
-use crate::enrich::{agent, ip, ua::UaParser};
-use crate::event::{Event, EventType};
-use crate::metrics::{status_label, EVENTS, HTTP_DURATION, HTTP_REQUESTS, INVALID_TOKENS};
+use crate::config::{Config, OnOptOut};
+use crate::enrich::agent::{Classifier, Facts};
+use crate::enrich::geo::GeoIp;
+use crate::enrich::privacy::{CookieWriter, Signals};
+use crate::enrich::{ip, ua::UaCache};
+use crate::event::{Event, EventType, Privacy};
+use crate::metrics::{status_label, EVENTS, EVENTS_SUPPRESSED, HTTP_DURATION, HTTP_REQUESTS, INVALID_TOKENS};
 use crate::sink::Sink;
 use crate::token::{Claims, Keyring, TokenError, TokenType};
 
@@ -36,6 +39,13 @@ const ONE_CLICK_BODY: &str = "List-Unsubscribe=One-Click";
 const NOT_FOUND_PAGE: &str = "<!doctype html><meta charset=utf-8><title>Not found</title><p>This link is not valid or has expired.</p>\n";
 const UNSUBSCRIBED_PAGE: &str = "<!doctype html><meta charset=utf-8><title>Unsubscribed</title><p>You have been unsubscribed.</p>\n";
 const ROBOTS_TXT: &str = "User-agent: *\nDisallow: /\n";
+const OPTOUT_PAGE: &str = "<!doctype html><meta charset=utf-8><title>Opted out</title><p>You are opted out: this browser's visits and email opens and clicks are no longer recorded with its address or a visitor id.</p><p><a href=\"/optin\">Opt back in</a></p>\n";
+const OPTIN_PAGE: &str = "<!doctype html><meta charset=utf-8><title>Opted in</title><p>You are opted back in.</p><p><a href=\"/optout\">Opt out</a></p>\n";
+
+/// Longest beacon parameters kept, in characters.
+const MAX_BEACON_NAME: usize = 64;
+const MAX_BEACON_URL: usize = 2048;
+const MAX_BEACON_ID: usize = 128;
 
 /// Where the server is in its life; `/readyz` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +67,14 @@ pub struct App {
     keys: Keyring,
     /// Receives every event; never waited on.
     pub sink: Arc<dyn Sink>,
-    /// Parses User-Agent headers.
-    ua: UaParser,
+    /// Parses and classifies User-Agent headers, cached.
+    ua: UaCache,
+    /// Person, proxy or bot.
+    classifier: Arc<Classifier>,
+    /// City and ASN lookups.
+    pub geo: Arc<GeoIp>,
+    /// Set-Cookie values for the visitor and opt-out cookies.
+    cookies: CookieWriter,
     /// Lifecycle phase, read by readiness probes.
     phase: AtomicU8,
     /// The time source for expiry checks and event timestamps.
@@ -77,6 +93,8 @@ enum Route {
     Open,
     Click,
     Unsubscribe,
+    Beacon,
+    OptOut,
     Robots,
     NotFound,
 }
@@ -87,6 +105,8 @@ impl Route {
             Route::Open => "open",
             Route::Click => "click",
             Route::Unsubscribe => "unsubscribe",
+            Route::Beacon => "beacon",
+            Route::OptOut => "optout",
             Route::Robots => "robots",
             Route::NotFound => "not_found",
         }
@@ -111,11 +131,17 @@ fn method_str(m: &Method) -> &'static str {
 }
 
 impl App {
-    pub fn new(cfg: Config, sink: Arc<dyn Sink>) -> App {
+    /// Builds the state; fails (naming the key) when a GeoIP database is
+    /// missing or invalid.
+    pub fn new(cfg: Config, sink: Arc<dyn Sink>) -> Result<App, String> {
         Self::with_clock(cfg, sink, Arc::new(crate::now_ms))
     }
 
-    pub fn with_clock(cfg: Config, sink: Arc<dyn Sink>, clock: Clock) -> App {
+    pub fn with_clock(cfg: Config, sink: Arc<dyn Sink>, clock: Clock) -> Result<App, String> {
+        let geo = Arc::new(GeoIp::open(&cfg.geoip)?);
+        let classifier = Arc::new(Classifier::new(&cfg.agent));
+        let ua = UaCache::new(classifier.clone(), cfg.agent.ua_cache_entries);
+        let cookies = CookieWriter::new(&cfg.cookie);
         let keys = Keyring::new(&cfg.effective_keys());
         let gif_headers = headers(&[
             (header::CONTENT_TYPE, "image/gif"),
@@ -137,17 +163,20 @@ impl App {
         let fallback = Some(cfg.click.fallback_url.as_str())
             .filter(|u| !u.is_empty())
             .map(|u| HeaderValue::from_str(u).expect("validated at config load"));
-        App {
+        Ok(App {
             cfg,
             keys,
             sink,
-            ua: UaParser::default(),
+            ua,
+            classifier,
+            geo,
+            cookies,
             phase: AtomicU8::new(Phase::Starting as u8),
             clock,
             gif_headers,
             html_headers,
             fallback,
-        }
+        })
     }
 
     /// The token keyring (for the CLI's sign and verify).
@@ -224,6 +253,29 @@ impl App {
             };
             return (Route::Unsubscribe, resp);
         }
+        if path == "/p.gif" {
+            if !matches!(parts.method, Method::GET | Method::HEAD) {
+                return (Route::Beacon, method_not_allowed("GET, HEAD"));
+            }
+            return (Route::Beacon, self.beacon(&parts, peer, now_ms));
+        }
+        if path == "/optout" || path == "/optin" {
+            if !matches!(parts.method, Method::GET | Method::HEAD) {
+                return (Route::OptOut, method_not_allowed("GET, HEAD"));
+            }
+            let (page, cookies) = if path == "/optout" {
+                (OPTOUT_PAGE, [self.cookies.optout(), self.cookies.clear_visitor()])
+            } else {
+                (OPTIN_PAGE, [self.cookies.optin(), String::new()])
+            };
+            let mut r = self.page(StatusCode::OK, page);
+            for c in cookies.iter().filter(|c| !c.is_empty()) {
+                if let Ok(v) = HeaderValue::from_str(c) {
+                    r.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+            return (Route::OptOut, r);
+        }
         if path == "/robots.txt" {
             if !matches!(parts.method, Method::GET | Method::HEAD) {
                 return (Route::Robots, method_not_allowed("GET, HEAD"));
@@ -240,7 +292,11 @@ impl App {
 
     fn open(&self, token: &str, parts: &Parts, peer: SocketAddr, now_ms: i64) -> Response<Body> {
         match self.keys.verify(token, TokenType::Open, now_ms / 1000) {
-            Ok(claims) => self.record(EventType::Open, claims, parts, peer, now_ms, None),
+            Ok(claims) => {
+                let sent = claims.s;
+                let ev = event_from_claims(EventType::Open, claims, parts, now_ms, None);
+                self.record(ev, parts, peer, now_ms, sent, false);
+            }
             // An email must never show a broken image: the GIF either way.
             Err(e) => invalid_token("open", &e),
         }
@@ -258,8 +314,14 @@ impl App {
                     .and_then(|u| HeaderValue::from_str(u).ok());
                 match location {
                     Some(loc) => {
-                        self.record(EventType::Click, claims, parts, peer, now_ms, None);
-                        redirect(loc)
+                        let sent = claims.s;
+                        let ev = event_from_claims(EventType::Click, claims, parts, now_ms, None);
+                        let cookie = self.record(ev, parts, peer, now_ms, sent, true);
+                        let mut r = redirect(loc);
+                        if let Some(c) = cookie {
+                            r.headers_mut().append(header::SET_COOKIE, c);
+                        }
+                        r
                     }
                     None => self.not_found(),
                 }
@@ -300,14 +362,9 @@ impl App {
                 .as_deref()
                 .and_then(|u| HeaderValue::from_str(u).ok())
         };
-        self.record(
-            EventType::Unsubscribe,
-            claims,
-            parts,
-            peer,
-            now_ms,
-            one_click.then_some(true),
-        );
+        let sent = claims.s;
+        let ev = event_from_claims(EventType::Unsubscribe, claims, parts, now_ms, one_click.then_some(true));
+        self.record(ev, parts, peer, now_ms, sent, false);
         match target {
             Some(loc) => redirect(loc),
             None => self.page(StatusCode::OK, UNSUBSCRIBED_PAGE),
@@ -351,36 +408,100 @@ impl App {
         }
     }
 
-    /// Builds the event for a verified request and hands it to the sink.
+    /// The web beacon: an unsigned event from a page, ad or conversion.
+    fn beacon(&self, parts: &Parts, peer: SocketAddr, now_ms: i64) -> Response<Body> {
+        let mut ev = Event::new(EventType::Beacon, now_ms, method_str(&parts.method));
+        let query = parts.uri.query().unwrap_or("");
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "e" => ev.name = Some(clean(&v, MAX_BEACON_NAME)),
+                "page" => ev.url = Some(clean(&v, MAX_BEACON_URL)),
+                "ref" => ev.referer = Some(clean(&v, MAX_BEACON_URL)),
+                "c" => ev.campaign = Some(clean(&v, MAX_BEACON_ID)),
+                "src" => ev.src = Some(clean(&v, MAX_BEACON_ID)),
+                _ => {}
+            }
+        }
+        ev.name = ev.name.filter(|n| !n.is_empty()).or_else(|| Some("pageview".to_owned()));
+        if ev.url.as_deref().is_none_or(str::is_empty) {
+            ev.url = parts
+                .headers
+                .get(header::REFERER)
+                .map(|r| clean(&String::from_utf8_lossy(r.as_bytes()), MAX_BEACON_URL));
+        }
+        for f in [&mut ev.url, &mut ev.referer, &mut ev.campaign, &mut ev.src] {
+            if f.as_deref() == Some("") {
+                *f = None;
+            }
+        }
+        let cookie = self.record(ev, parts, peer, now_ms, None, true);
+        let mut r = self.gif();
+        if let Some(c) = cookie {
+            r.headers_mut().append(header::SET_COOKIE, c);
+        }
+        r
+    }
+
+    /// Enriches an event (client address, geo, User-Agent, agent, privacy)
+    /// and hands it to the sink. Returns the visitor cookie to set, if a
+    /// new visitor was seen on a route that sets one.
     fn record(
         &self,
-        kind: EventType,
-        claims: Claims,
+        mut ev: Event,
         parts: &Parts,
         peer: SocketAddr,
         now_ms: i64,
-        one_click: Option<bool>,
-    ) {
-        let mut ev = Event::new(kind, now_ms, method_str(&parts.method));
-        ev.campaign = Some(claims.c);
-        ev.recipient = claims.r;
-        ev.message = claims.m;
-        ev.link = claims.l;
-        if kind != EventType::Open {
-            ev.url = claims.u;
+        sent_at: Option<i64>,
+        sets_visitor: bool,
+    ) -> Option<HeaderValue> {
+        let signals = Signals::read(&parts.headers, &self.cfg.cookie);
+        let restricted = signals.restricts(&self.cfg.privacy);
+        if restricted && self.cfg.privacy.on_opt_out == OnOptOut::Drop {
+            counter!(EVENTS_SUPPRESSED, "reason" => "opt_out").increment(1);
+            return None;
         }
-        ev.sent_at_ms = claims.s.map(|s| s.saturating_mul(1000));
-        ev.attrs = claims.a;
-        ev.one_click = one_click;
         let client = ip::client_ip(peer.ip(), &parts.headers, &self.cfg.server.trusted_proxies);
-        ev.ip = Some(ip::anonymize(client, self.cfg.privacy.ip_anonymization));
-        if let Some(raw) = parts.headers.get(header::USER_AGENT) {
-            ev.ua = Some(self.ua.parse(&String::from_utf8_lossy(raw.as_bytes())));
+        let ua = parts
+            .headers
+            .get(header::USER_AGENT)
+            .map(|raw| self.ua.get(&String::from_utf8_lossy(raw.as_bytes())));
+        let agent = self.classifier.classify(&Facts {
+            route: ev.kind,
+            method: &parts.method,
+            ip: client,
+            ua: ua.as_ref().and_then(|u| u.verdict.as_ref()),
+            sent_at,
+            now_secs: now_ms / 1000,
+        });
+        // Geo on the full address; only then is the address cut down.
+        ev.geo = self.geo.lookup(client).map(|mut g| {
+            if restricted {
+                g.city = None;
+                g.latitude = None;
+                g.longitude = None;
+            }
+            g
+        });
+        let mut set_cookie = None;
+        if !restricted {
+            ev.ip = Some(ip::anonymize(client, self.cfg.privacy.ip_anonymization));
+            ev.visitor = signals.visitor.clone();
+            if ev.visitor.is_none() && sets_visitor {
+                let id = uuid::Uuid::now_v7().to_string();
+                set_cookie = HeaderValue::from_str(&self.cookies.visitor(&id)).ok();
+                ev.visitor = Some(id);
+            }
         }
-        let agent = agent::classify(&parts.method);
-        counter!(EVENTS, "type" => kind.as_str(), "agent_kind" => agent.kind.as_str()).increment(1);
+        ev.ua = ua.map(|u| u.ua);
+        ev.privacy = Some(Privacy {
+            dnt: signals.dnt,
+            gpc: signals.gpc,
+            opted_out: signals.opted_out,
+        });
+        counter!(EVENTS, "type" => ev.kind.as_str(), "agent_kind" => agent.kind.as_str()).increment(1);
         ev.agent = Some(agent);
         self.sink.submit(ev);
+        set_cookie
     }
 
     fn gif(&self) -> Response<Body> {
@@ -399,6 +520,28 @@ impl App {
     fn not_found(&self) -> Response<Body> {
         self.page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE)
     }
+}
+
+/// The event of a verified token: its fields, nothing from the request yet.
+fn event_from_claims(kind: EventType, claims: Claims, parts: &Parts, now_ms: i64, one_click: Option<bool>) -> Event {
+    let mut ev = Event::new(kind, now_ms, method_str(&parts.method));
+    ev.campaign = Some(claims.c);
+    ev.recipient = claims.r;
+    ev.message = claims.m;
+    ev.link = claims.l;
+    if kind != EventType::Open {
+        ev.url = claims.u;
+    }
+    ev.sent_at_ms = claims.s.map(|s| s.saturating_mul(1000));
+    ev.attrs = claims.a;
+    ev.one_click = one_click;
+    ev
+}
+
+/// A beacon parameter as given, without control characters, at most `max`
+/// characters. No HTML or entity decoding: consumers escape on output.
+fn clean(v: &str, max: usize) -> String {
+    v.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
 fn invalid_token(route: &'static str, e: &TokenError) {

@@ -224,7 +224,14 @@ fn serve(cfg: Config) -> Result<(), Failure> {
             }
         }
         tracing::info!(sink = ?cfg.sink.kind, version = crate::VERSION, "trackedge starting");
-        let app = Arc::new(App::new(cfg, sink));
+        let app = match App::new(cfg, sink.clone()) {
+            Ok(app) => Arc::new(app),
+            Err(e) => {
+                sink.shutdown(std::time::Duration::from_secs(5));
+                return Err(Failure::Usage(format!("bad configuration: {e}")));
+            }
+        };
+        app.geo.clone().spawn_watcher();
         crate::server::run(app, public, admin, shutdown_signal())
             .await
             .map_err(|e| Failure::Runtime(format!("{e:#}")))?;

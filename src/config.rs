@@ -39,6 +39,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub geoip: GeoIpConfig,
     pub privacy: PrivacyConfig,
+    pub cookie: CookieConfig,
+    pub agent: AgentConfig,
     pub click: ClickConfig,
 }
 
@@ -186,6 +188,75 @@ pub struct PrivacyConfig {
     pub honor_gpc: bool,
     /// Whether opted-out requests give an anonymous event or none.
     pub on_opt_out: OnOptOut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    Lax,
+    Strict,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CookieConfig {
+    /// Name of the first-party visitor cookie.
+    pub name: String,
+    /// Name of the opt-out cookie set by `/optout`.
+    pub optout_name: String,
+    /// Lifetime of the visitor cookie, in days.
+    pub lifetime_days: u64,
+    /// Cookie domain; empty: the host that answered.
+    pub domain: String,
+    /// Send only over HTTPS.
+    pub secure: bool,
+    /// Hidden from page scripts.
+    pub http_only: bool,
+    /// SameSite attribute.
+    pub same_site: SameSite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleKind {
+    Human,
+    Proxy,
+    Bot,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UaRule {
+    /// Case-insensitive substring of the User-Agent.
+    pub pattern: String,
+    pub kind: RuleKind,
+    /// The `agent.name` of a match.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpRule {
+    /// Source network.
+    pub cidr: IpNet,
+    pub kind: RuleKind,
+    /// The `agent.name` of a match.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// A click sooner than this after the token's send time is a scanner.
+    pub min_click_secs: i64,
+    /// Extra User-Agent rules, checked before the built-in ones.
+    pub ua_rules: Vec<UaRule>,
+    /// Extra source-network rules, checked before the built-in ones.
+    pub ip_rules: Vec<IpRule>,
+    /// Distinct User-Agents kept parsed in memory.
+    pub ua_cache_entries: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -348,6 +419,31 @@ impl Config {
         }
         if k.replication_factor < 1 {
             return Err(invalid("kafka.replication_factor", "must be at least 1"));
+        }
+        let c = &self.cookie;
+        let token_ok = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !token_ok(&c.name) {
+            return Err(invalid("cookie.name", "must be letters, digits, '-', '_' or '.'"));
+        }
+        if !token_ok(&c.optout_name) || c.optout_name == c.name {
+            return Err(invalid(
+                "cookie.optout_name",
+                "must be letters, digits, '-', '_' or '.', and differ from cookie.name",
+            ));
+        }
+        if !c.domain.is_empty() && !c.domain.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
+            return Err(invalid("cookie.domain", "must be a host name"));
+        }
+        if c.same_site == SameSite::None && !c.secure {
+            return Err(invalid("cookie.same_site", "\"none\" needs cookie.secure = true (browsers refuse it otherwise)"));
+        }
+        if self.agent.min_click_secs < 0 {
+            return Err(invalid("agent.min_click_secs", "must not be negative"));
+        }
+        for (i, r) in self.agent.ua_rules.iter().enumerate() {
+            if r.pattern.trim().is_empty() {
+                return Err(invalid(format!("agent.ua_rules[{i}].pattern"), "must not be empty"));
+            }
         }
         if !self.click.fallback_url.is_empty() {
             if let Err(why) = crate::token::check_destination(&self.click.fallback_url) {

@@ -21,6 +21,7 @@ pub const SPOOL_BYTES: &str = "trackedge_spool_bytes";
 pub const SINK_QUEUE: &str = "trackedge_sink_queue_events";
 pub const BUILD_INFO: &str = "trackedge_build_info";
 pub const READY: &str = "trackedge_ready";
+pub const EVENTS_SUPPRESSED: &str = "trackedge_events_suppressed_total";
 pub const KAFKA_QUEUE: &str = "trackedge_kafka_queue_messages";
 pub const KAFKA_BROKERS_UP: &str = "trackedge_kafka_brokers_up";
 pub const KAFKA_TX_ERRORS: &str = "trackedge_kafka_tx_errors";
@@ -90,6 +91,7 @@ fn describe() {
         KAFKA_TX_ERRORS,
         "Transmit errors librdkafka counted since start, summed over brokers."
     );
+    describe_counter!(EVENTS_SUPPRESSED, "Requests that yielded no event by privacy choice (privacy.on_opt_out = \"drop\").");
     describe_gauge!(READY, "1 while the server is ready for traffic, else 0.");
 }
 

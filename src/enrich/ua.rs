@@ -1,7 +1,18 @@
-//! User-Agent parsing with woothee into the event's `ua` object.
+//! User-Agent parsing with woothee into the event's `ua` object, behind a
+//! bounded cache.
+//!
+//! Real traffic repeats a small set of User-Agents (a few mail clients and
+//! browsers), so each distinct string is parsed and classified once; a hit
+//! costs one hash and one `Arc` clone. The cache is sharded (no global
+//! lock) and bounded: when full it is emptied and refills with what is
+//! current, which keeps memory flat under a flood of random strings.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use dashmap::DashMap;
+
+use super::agent::{Classifier, UaVerdict};
 use crate::event::UserAgent;
 
 /// Longest User-Agent kept; real ones are a few hundred bytes.
@@ -14,7 +25,14 @@ fn known(s: &str) -> Option<String> {
     (!s.is_empty() && s != UNKNOWN).then(|| s.to_owned())
 }
 
-/// Parses User-Agent strings.
+/// A parsed and classified User-Agent.
+#[derive(Debug, Clone)]
+pub struct UaInfo {
+    pub ua: Arc<UserAgent>,
+    pub verdict: Option<UaVerdict>,
+}
+
+/// Parses User-Agent strings (uncached).
 pub struct UaParser {
     parser: woothee::parser::Parser,
 }
@@ -52,6 +70,56 @@ impl UaParser {
     }
 }
 
+/// Parsed and classified User-Agents by raw string.
+pub struct UaCache {
+    parser: UaParser,
+    classifier: Arc<Classifier>,
+    map: DashMap<Box<str>, UaInfo, foldhash::fast::RandomState>,
+    capacity: usize,
+    /// Times the cache was full and emptied.
+    pub evictions: AtomicU64,
+}
+
+impl UaCache {
+    pub fn new(classifier: Arc<Classifier>, capacity: usize) -> UaCache {
+        UaCache {
+            parser: UaParser::default(),
+            classifier,
+            map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+            capacity,
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// The parsed, classified User-Agent for `raw`.
+    pub fn get(&self, raw: &str) -> UaInfo {
+        let raw = truncate(raw, MAX_UA_BYTES);
+        if let Some(hit) = self.map.get(raw) {
+            return hit.clone();
+        }
+        let info = UaInfo {
+            ua: self.parser.parse(raw),
+            verdict: self.classifier.ua_verdict(raw),
+        };
+        if self.capacity > 0 {
+            if self.map.len() >= self.capacity {
+                self.map.clear();
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+            self.map.insert(raw.into(), info.clone());
+        }
+        info
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 /// Cuts `s` to at most `max` bytes on a character boundary.
 pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -67,6 +135,7 @@ pub fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn chrome_on_windows() {
@@ -91,5 +160,20 @@ mod tests {
     fn long_values_are_cut_on_a_char_boundary() {
         let s = "é".repeat(400);
         assert!(truncate(&s, MAX_UA_BYTES).len() <= MAX_UA_BYTES);
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_hits_share_one_parse() {
+        let classifier = Arc::new(Classifier::new(&Config::from_toml("").unwrap().agent));
+        let cache = UaCache::new(classifier, 100);
+        let a = cache.get("Mozilla/5.0 (compatible; Googlebot/2.1)");
+        let b = cache.get("Mozilla/5.0 (compatible; Googlebot/2.1)");
+        assert!(Arc::ptr_eq(&a.ua, &b.ua));
+        assert_eq!(a.verdict.unwrap().name.as_deref(), Some("googlebot"));
+        for i in 0..1000 {
+            cache.get(&format!("random-{i}"));
+        }
+        assert!(cache.len() <= 100);
+        assert!(cache.evictions.load(Ordering::Relaxed) >= 9);
     }
 }

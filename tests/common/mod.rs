@@ -55,7 +55,7 @@ impl TestServer {
         trackedge::metrics::install();
         let keys = Keyring::new(&cfg.effective_keys());
         let sink = trackedge::sink::from_config(&cfg).unwrap();
-        let app = Arc::new(App::new(cfg, sink));
+        let app = Arc::new(App::new(cfg, sink).expect("app starts"));
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
