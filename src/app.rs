@@ -23,7 +23,9 @@ use crate::enrich::geo::GeoIp;
 use crate::enrich::privacy::{CookieWriter, Signals};
 use crate::enrich::{ip, ua::UaCache};
 use crate::event::{Event, EventType, Privacy};
-use crate::metrics::{status_label, EVENTS, EVENTS_SUPPRESSED, HTTP_DURATION, HTTP_REQUESTS, INVALID_TOKENS};
+use crate::metrics::{
+    status_label, EVENTS, EVENTS_SUPPRESSED, HTTP_DURATION, HTTP_REQUESTS, INVALID_TOKENS,
+};
 use crate::sink::Sink;
 use crate::token::{Claims, Keyring, TokenError, TokenType};
 
@@ -264,7 +266,10 @@ impl App {
                 return (Route::OptOut, method_not_allowed("GET, HEAD"));
             }
             let (page, cookies) = if path == "/optout" {
-                (OPTOUT_PAGE, [self.cookies.optout(), self.cookies.clear_visitor()])
+                (
+                    OPTOUT_PAGE,
+                    [self.cookies.optout(), self.cookies.clear_visitor()],
+                )
             } else {
                 (OPTIN_PAGE, [self.cookies.optin(), String::new()])
             };
@@ -363,7 +368,13 @@ impl App {
                 .and_then(|u| HeaderValue::from_str(u).ok())
         };
         let sent = claims.s;
-        let ev = event_from_claims(EventType::Unsubscribe, claims, parts, now_ms, one_click.then_some(true));
+        let ev = event_from_claims(
+            EventType::Unsubscribe,
+            claims,
+            parts,
+            now_ms,
+            one_click.then_some(true),
+        );
         self.record(ev, parts, peer, now_ms, sent, false);
         match target {
             Some(loc) => redirect(loc),
@@ -422,7 +433,10 @@ impl App {
                 _ => {}
             }
         }
-        ev.name = ev.name.filter(|n| !n.is_empty()).or_else(|| Some("pageview".to_owned()));
+        ev.name = ev
+            .name
+            .filter(|n| !n.is_empty())
+            .or_else(|| Some("pageview".to_owned()));
         if ev.url.as_deref().is_none_or(str::is_empty) {
             ev.url = parts
                 .headers
@@ -498,7 +512,8 @@ impl App {
             gpc: signals.gpc,
             opted_out: signals.opted_out,
         });
-        counter!(EVENTS, "type" => ev.kind.as_str(), "agent_kind" => agent.kind.as_str()).increment(1);
+        counter!(EVENTS, "type" => ev.kind.as_str(), "agent_kind" => agent.kind.as_str())
+            .increment(1);
         ev.agent = Some(agent);
         self.sink.submit(ev);
         set_cookie
@@ -523,7 +538,13 @@ impl App {
 }
 
 /// The event of a verified token: its fields, nothing from the request yet.
-fn event_from_claims(kind: EventType, claims: Claims, parts: &Parts, now_ms: i64, one_click: Option<bool>) -> Event {
+fn event_from_claims(
+    kind: EventType,
+    claims: Claims,
+    parts: &Parts,
+    now_ms: i64,
+    one_click: Option<bool>,
+) -> Event {
     let mut ev = Event::new(kind, now_ms, method_str(&parts.method));
     ev.campaign = Some(claims.c);
     ev.recipient = claims.r;

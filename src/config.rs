@@ -421,9 +421,16 @@ impl Config {
             return Err(invalid("kafka.replication_factor", "must be at least 1"));
         }
         let c = &self.cookie;
-        let token_ok = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        let token_ok = |v: &str| {
+            !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
         if !token_ok(&c.name) {
-            return Err(invalid("cookie.name", "must be letters, digits, '-', '_' or '.'"));
+            return Err(invalid(
+                "cookie.name",
+                "must be letters, digits, '-', '_' or '.'",
+            ));
         }
         if !token_ok(&c.optout_name) || c.optout_name == c.name {
             return Err(invalid(
@@ -431,18 +438,29 @@ impl Config {
                 "must be letters, digits, '-', '_' or '.', and differ from cookie.name",
             ));
         }
-        if !c.domain.is_empty() && !c.domain.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b)) {
+        if !c.domain.is_empty()
+            && !c
+                .domain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+        {
             return Err(invalid("cookie.domain", "must be a host name"));
         }
         if c.same_site == SameSite::None && !c.secure {
-            return Err(invalid("cookie.same_site", "\"none\" needs cookie.secure = true (browsers refuse it otherwise)"));
+            return Err(invalid(
+                "cookie.same_site",
+                "\"none\" needs cookie.secure = true (browsers refuse it otherwise)",
+            ));
         }
         if self.agent.min_click_secs < 0 {
             return Err(invalid("agent.min_click_secs", "must not be negative"));
         }
         for (i, r) in self.agent.ua_rules.iter().enumerate() {
             if r.pattern.trim().is_empty() {
-                return Err(invalid(format!("agent.ua_rules[{i}].pattern"), "must not be empty"));
+                return Err(invalid(
+                    format!("agent.ua_rules[{i}].pattern"),
+                    "must not be empty",
+                ));
             }
         }
         if !self.click.fallback_url.is_empty() {

@@ -91,7 +91,10 @@ fn describe() {
         KAFKA_TX_ERRORS,
         "Transmit errors librdkafka counted since start, summed over brokers."
     );
-    describe_counter!(EVENTS_SUPPRESSED, "Requests that yielded no event by privacy choice (privacy.on_opt_out = \"drop\").");
+    describe_counter!(
+        EVENTS_SUPPRESSED,
+        "Requests that yielded no event by privacy choice (privacy.on_opt_out = \"drop\")."
+    );
     describe_gauge!(READY, "1 while the server is ready for traffic, else 0.");
 }
 

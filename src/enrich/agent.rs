@@ -27,18 +27,30 @@ pub struct UaVerdict {
 /// Built-in User-Agent substrings (lower case), kind and name.
 const UA_RULES: &[(&str, AgentKind, Option<&str>)] = &[
     // Image proxies that fetch for a person.
-    ("googleimageproxy", AgentKind::Proxy, Some("gmail_image_proxy")),
+    (
+        "googleimageproxy",
+        AgentKind::Proxy,
+        Some("gmail_image_proxy"),
+    ),
     ("ggpht.com", AgentKind::Proxy, Some("gmail_image_proxy")),
     ("yahoomailproxy", AgentKind::Proxy, Some("yahoo_mail_proxy")),
     // Link scanners and security gateways.
     ("barracuda", AgentKind::Bot, Some("barracuda")),
-    ("microsoft office existence discovery", AgentKind::Bot, Some("ms_office_discovery")),
+    (
+        "microsoft office existence discovery",
+        AgentKind::Bot,
+        Some("ms_office_discovery"),
+    ),
     ("mimecast", AgentKind::Bot, Some("mimecast")),
     ("proofpoint", AgentKind::Bot, Some("proofpoint")),
     ("symantec", AgentKind::Bot, Some("symantec")),
     // Link previewers.
     ("bingpreview", AgentKind::Bot, Some("bing_preview")),
-    ("facebookexternalhit", AgentKind::Bot, Some("facebook_preview")),
+    (
+        "facebookexternalhit",
+        AgentKind::Bot,
+        Some("facebook_preview"),
+    ),
     ("slackbot", AgentKind::Bot, Some("slack_preview")),
     ("slack-imgproxy", AgentKind::Bot, Some("slack_preview")),
     ("twitterbot", AgentKind::Bot, Some("twitter_preview")),
@@ -64,7 +76,11 @@ const UA_RULES: &[(&str, AgentKind, Option<&str>)] = &[
     ("curl/", AgentKind::Bot, Some("curl")),
     ("wget/", AgentKind::Bot, Some("wget")),
     ("okhttp", AgentKind::Bot, Some("okhttp")),
-    ("apache-httpclient", AgentKind::Bot, Some("apache_httpclient")),
+    (
+        "apache-httpclient",
+        AgentKind::Bot,
+        Some("apache_httpclient"),
+    ),
     ("libwww-perl", AgentKind::Bot, Some("libwww_perl")),
     ("scrapy", AgentKind::Bot, Some("scrapy")),
     // Generic markers, last: a crawler that names itself.
@@ -127,9 +143,19 @@ impl Classifier {
         let mut ua_rules: Vec<_> = cfg
             .ua_rules
             .iter()
-            .map(|r| (r.pattern.to_lowercase(), kind_of(r.kind), r.name.as_deref().map(Arc::from)))
+            .map(|r| {
+                (
+                    r.pattern.to_lowercase(),
+                    kind_of(r.kind),
+                    r.name.as_deref().map(Arc::from),
+                )
+            })
             .collect();
-        ua_rules.extend(UA_RULES.iter().map(|(p, k, n)| (p.to_string(), *k, n.map(Arc::from))));
+        ua_rules.extend(
+            UA_RULES
+                .iter()
+                .map(|(p, k, n)| (p.to_string(), *k, n.map(Arc::from))),
+        );
         let mut ip_rules: Vec<_> = cfg
             .ip_rules
             .iter()
@@ -213,7 +239,12 @@ mod tests {
         Classifier::new(&Config::from_toml("").unwrap().agent)
     }
 
-    fn facts<'a>(route: EventType, method: &'a http::Method, ip: &str, ua: Option<&'a UaVerdict>) -> Facts<'a> {
+    fn facts<'a>(
+        route: EventType,
+        method: &'a http::Method,
+        ip: &str,
+        ua: Option<&'a UaVerdict>,
+    ) -> Facts<'a> {
         Facts {
             route,
             method,
@@ -252,6 +283,9 @@ mod tests {
         assert_eq!((v.kind, v.name.as_deref()), (AgentKind::Bot, Some("acme")));
         let get = http::Method::GET;
         let a = c.classify(&facts(EventType::Open, &get, "203.0.113.9", None));
-        assert_eq!((a.kind, a.name.as_deref(), a.reason), (AgentKind::Proxy, Some("corp_proxy"), Some("ip")));
+        assert_eq!(
+            (a.kind, a.name.as_deref(), a.reason),
+            (AgentKind::Proxy, Some("corp_proxy"), Some("ip"))
+        );
     }
 }

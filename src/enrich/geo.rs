@@ -92,7 +92,8 @@ fn open(key: &str, path: &Path) -> Result<Db, String> {
     // watcher then maps the new file. Writing into a database file in
     // place while trackedge runs is not supported, as with any mmap reader.
     #[allow(unsafe_code)]
-    let reader = unsafe { Reader::open_mmap(path) }.map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    let reader =
+        unsafe { Reader::open_mmap(path) }.map_err(|e| format!("{key} {}: {e}", path.display()))?;
     // A truncated or garbled file fails here, at start-up, not per request.
     reader
         .lookup(IpAddr::from([1, 1, 1, 1]))
@@ -140,8 +141,16 @@ impl GeoIp {
     pub fn open(cfg: &GeoIpConfig) -> Result<GeoIp, String> {
         let city_path = Some(PathBuf::from(&cfg.city_db)).filter(|p| !p.as_os_str().is_empty());
         let asn_path = Some(PathBuf::from(&cfg.asn_db)).filter(|p| !p.as_os_str().is_empty());
-        let city = city_path.as_deref().map(|p| open("geoip.city_db", p)).transpose()?.map(Arc::new);
-        let asn = asn_path.as_deref().map(|p| open("geoip.asn_db", p)).transpose()?.map(Arc::new);
+        let city = city_path
+            .as_deref()
+            .map(|p| open("geoip.city_db", p))
+            .transpose()?
+            .map(Arc::new);
+        let asn = asn_path
+            .as_deref()
+            .map(|p| open("geoip.asn_db", p))
+            .transpose()?
+            .map(Arc::new);
         Ok(GeoIp {
             city_path,
             asn_path,
@@ -210,7 +219,8 @@ impl GeoIp {
         }
         tokio::spawn(async move {
             #[cfg(unix)]
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             loop {
                 #[cfg(unix)]
                 let forced = match hup.as_mut() {

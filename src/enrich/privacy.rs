@@ -21,7 +21,11 @@ pub struct Signals {
 impl Signals {
     /// Reads the headers and cookies of a request.
     pub fn read(headers: &HeaderMap, cookies: &CookieConfig) -> Signals {
-        let flag = |name: &str| headers.get(name).is_some_and(|v| v.as_bytes().trim_ascii() == b"1");
+        let flag = |name: &str| {
+            headers
+                .get(name)
+                .is_some_and(|v| v.as_bytes().trim_ascii() == b"1")
+        };
         let mut s = Signals {
             dnt: flag("dnt"),
             gpc: flag("sec-gpc"),
@@ -50,7 +54,9 @@ impl Signals {
 }
 
 fn valid_visitor(v: &str) -> bool {
-    !v.is_empty() && v.len() <= MAX_VISITOR_CHARS && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !v.is_empty()
+        && v.len() <= MAX_VISITOR_CHARS
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// `Set-Cookie` values, with the attributes fixed at start-up.
@@ -124,7 +130,10 @@ mod tests {
         let cfg = Config::from_toml("").unwrap();
         let mut h = HeaderMap::new();
         h.insert("dnt", HeaderValue::from_static("1"));
-        h.append(COOKIE, HeaderValue::from_static("a=b; tev=0192-abc; trackedge_optout=1"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=b; tev=0192-abc; trackedge_optout=1"),
+        );
         let s = Signals::read(&h, &cfg.cookie);
         assert!(s.dnt && !s.gpc && s.opted_out);
         assert_eq!(s.visitor.as_deref(), Some("0192-abc"));
@@ -146,7 +155,9 @@ mod tests {
             w.visitor("v1"),
             "tev=v1; Max-Age=31536000; Path=/; Domain=t.example.com; Secure; HttpOnly; SameSite=Lax"
         );
-        assert!(w.optout().starts_with("trackedge_optout=1; Max-Age=157680000"));
+        assert!(w
+            .optout()
+            .starts_with("trackedge_optout=1; Max-Age=157680000"));
         assert!(w.optin().starts_with("trackedge_optout=; Max-Age=0"));
     }
 }
