@@ -9,7 +9,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::app::{App, Body, Phase};
-use crate::metrics::SINK_QUEUE;
+use crate::metrics::{SINK_QUEUE, STATS_CAMPAIGNS, UA_CACHE_ENTRIES};
 use crate::sink::Health;
 
 fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
@@ -37,6 +37,57 @@ pub fn readiness(app: &App) -> Result<Option<String>, String> {
     }
 }
 
+/// Whether the request carries the configured admin token, if one is set.
+fn authorized<B>(app: &App, req: &Request<B>) -> bool {
+    let want = app.cfg.server.admin_token.0.as_bytes();
+    if want.is_empty() {
+        return true;
+    }
+    let got = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    // Constant time in the token's content.
+    got.len() == want.len() && got.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn json(status: StatusCode, v: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    text(status, "application/json", body)
+}
+
+/// `/stats` and `/stats/campaigns/{campaign}`.
+fn stats<B>(app: &App, req: &Request<B>, path: &str) -> Response<Body> {
+    if !authorized(app, req) {
+        let mut r = text(
+            StatusCode::UNAUTHORIZED,
+            "text/plain; charset=utf-8",
+            "a bearer token is required\n",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"trackedge\""),
+        );
+        return r;
+    }
+    if path == "/stats" {
+        return json(
+            StatusCode::OK,
+            &serde_json::json!({ "campaigns": app.stats.totals() }),
+        );
+    }
+    let name = path.strip_prefix("/stats/campaigns/").unwrap_or_default();
+    let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+    match app.stats.campaign(&name) {
+        Some(report) => json(StatusCode::OK, &report),
+        None => json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({ "error": "unknown campaign" }),
+        ),
+    }
+}
+
 /// Answers one admin request.
 pub fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
@@ -52,6 +103,8 @@ pub fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
     match req.uri().path() {
         "/metrics" => {
             metrics::gauge!(SINK_QUEUE).set(app.sink.pending() as f64);
+            metrics::gauge!(STATS_CAMPAIGNS).set(app.stats.len() as f64);
+            metrics::gauge!(UA_CACHE_ENTRIES).set(app.ua_cache_len() as f64);
             let body = crate::metrics::install().render();
             text(
                 StatusCode::OK,
@@ -73,6 +126,7 @@ pub fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
                 format!("not ready: {why}\n"),
             ),
         },
+        p if p == "/stats" || p.starts_with("/stats/campaigns/") => stats(app, &req, p),
         _ => text(
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",

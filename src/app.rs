@@ -27,6 +27,7 @@ use crate::metrics::{
     status_label, EVENTS, EVENTS_SUPPRESSED, HTTP_DURATION, HTTP_REQUESTS, INVALID_TOKENS,
 };
 use crate::sink::Sink;
+use crate::stats::{Hit, Stats};
 use crate::token::{Claims, Keyring, TokenError, TokenType};
 
 /// The body type of every response.
@@ -77,6 +78,8 @@ pub struct App {
     pub geo: Arc<GeoIp>,
     /// Set-Cookie values for the visitor and opt-out cookies.
     cookies: CookieWriter,
+    /// Live per-campaign counts.
+    pub stats: Stats,
     /// Lifecycle phase, read by readiness probes.
     phase: AtomicU8,
     /// The time source for expiry checks and event timestamps.
@@ -165,7 +168,9 @@ impl App {
         let fallback = Some(cfg.click.fallback_url.as_str())
             .filter(|u| !u.is_empty())
             .map(|u| HeaderValue::from_str(u).expect("validated at config load"));
+        let stats = Stats::new(&cfg.stats);
         Ok(App {
+            stats,
             cfg,
             keys,
             sink,
@@ -179,6 +184,11 @@ impl App {
             html_headers,
             fallback,
         })
+    }
+
+    /// Distinct User-Agents cached.
+    pub fn ua_cache_len(&self) -> usize {
+        self.ua.len()
     }
 
     /// The token keyring (for the CLI's sign and verify).
@@ -505,6 +515,18 @@ impl App {
                 set_cookie = HeaderValue::from_str(&self.cookies.visitor(&id)).ok();
                 ev.visitor = Some(id);
             }
+        }
+        if let Some(campaign) = ev.campaign.as_deref() {
+            self.stats.record(&Hit {
+                kind: ev.kind,
+                campaign,
+                recipient: ev.recipient.as_deref(),
+                link: ev.link.as_deref(),
+                country: ev.geo.as_ref().and_then(|g| g.country.as_deref()),
+                agent_kind: agent.kind,
+                agent_name: agent.name.as_deref(),
+                now_ms,
+            });
         }
         ev.ua = ua.map(|u| u.ua);
         ev.privacy = Some(Privacy {

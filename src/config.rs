@@ -41,6 +41,7 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     pub cookie: CookieConfig,
     pub agent: AgentConfig,
+    pub stats: StatsConfig,
     pub click: ClickConfig,
 }
 
@@ -71,6 +72,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace_ms: u64,
+    /// Bearer token `/stats` requires; empty: none.
+    pub admin_token: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -257,6 +260,15 @@ pub struct AgentConfig {
     pub ip_rules: Vec<IpRule>,
     /// Distinct User-Agents kept parsed in memory.
     pub ua_cache_entries: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Most campaigns counted at once; beyond, the least recently active goes.
+    pub max_campaigns: usize,
+    /// Most links counted per campaign; further links are refused.
+    pub max_links: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -12,7 +12,8 @@
 //! - [`cli`]: the `trackedge` subcommands (`serve`, `sign`, `verify`, ...).
 //! - [`server`]: listeners, connection limits, graceful shutdown.
 //! - [`app`]: the shared state and the public routes (pixel, click, unsubscribe).
-//! - [`admin`]: `/metrics`, `/livez`, `/readyz`.
+//! - [`admin`]: `/metrics`, `/livez`, `/readyz`, `/stats`.
+//! - [`stats`]: live per-campaign counters.
 //! - [`token`]: signed token minting and verification.
 //! - [`event`]: the event struct and its JSON encoding.
 //! - [`enrich`]: facts derived from the request: client IP, User-Agent, agent kind.
@@ -30,6 +31,7 @@ pub mod event;
 pub mod metrics;
 pub mod server;
 pub mod sink;
+pub mod stats;
 pub mod token;
 
 /// The crate version, reported in `trackedge_build_info`.

@@ -22,6 +22,10 @@ pub const SINK_QUEUE: &str = "trackedge_sink_queue_events";
 pub const BUILD_INFO: &str = "trackedge_build_info";
 pub const READY: &str = "trackedge_ready";
 pub const EVENTS_SUPPRESSED: &str = "trackedge_events_suppressed_total";
+pub const STATS_CAMPAIGNS: &str = "trackedge_stats_campaigns";
+pub const STATS_EVICTED: &str = "trackedge_stats_evicted_total";
+pub const STATS_REFUSED: &str = "trackedge_stats_refused_total";
+pub const UA_CACHE_ENTRIES: &str = "trackedge_ua_cache_entries";
 pub const KAFKA_QUEUE: &str = "trackedge_kafka_queue_messages";
 pub const KAFKA_BROKERS_UP: &str = "trackedge_kafka_brokers_up";
 pub const KAFKA_TX_ERRORS: &str = "trackedge_kafka_tx_errors";
@@ -46,6 +50,13 @@ pub fn install() -> PrometheusHandle {
                 .expect("no other metrics recorder is installed");
             describe();
             gauge!(BUILD_INFO, "version" => crate::VERSION).set(1.0);
+            // Series a dashboard reads from the start, before anything happens.
+            for c in [EVENTS_ACCEPTED, EVENTS_DELIVERED] {
+                metrics::counter!(c).absolute(0);
+            }
+            for g in [SPOOL_EVENTS, SPOOL_BYTES, SINK_QUEUE] {
+                gauge!(g).set(0.0);
+            }
             handle
         })
         .clone()
@@ -94,6 +105,19 @@ fn describe() {
     describe_counter!(
         EVENTS_SUPPRESSED,
         "Requests that yielded no event by privacy choice (privacy.on_opt_out = \"drop\")."
+    );
+    describe_gauge!(STATS_CAMPAIGNS, "Campaigns counted in /stats now.");
+    describe_counter!(
+        STATS_EVICTED,
+        "Campaigns evicted from /stats to stay within stats.max_campaigns."
+    );
+    describe_counter!(
+        STATS_REFUSED,
+        "Links, countries or agent names not counted in /stats because of a cap, by what."
+    );
+    describe_gauge!(
+        UA_CACHE_ENTRIES,
+        "Distinct User-Agents held parsed in memory."
     );
     describe_gauge!(READY, "1 while the server is ready for traffic, else 0.");
 }
