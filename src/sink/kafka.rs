@@ -69,9 +69,10 @@ fn producer_defaults(cfg: &KafkaConfig) -> Vec<(&'static str, String)> {
         ("compression.codec", "lz4".into()),
         // Small batches of 20 ms cost little latency nobody waits for.
         ("linger.ms", "20".into()),
-        // The producer's queue is bounded: beyond it events go to the spool.
-        ("queue.buffering.max.messages", "100000".into()),
-        ("queue.buffering.max.kbytes", "65536".into()),
+        // The producer's queue is bounded (16 MiB: a second of heavy
+        // traffic; the process stays small): beyond it events go to the spool.
+        ("queue.buffering.max.messages", "50000".into()),
+        ("queue.buffering.max.kbytes", "16384".into()),
         // A record not delivered within 10 s goes to the spool, so an outage
         // moves events to disk quickly instead of holding them in memory.
         ("message.timeout.ms", cfg.message_timeout_ms.to_string()),

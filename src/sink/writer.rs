@@ -25,6 +25,10 @@ use crate::metrics::{EVENTS_ACCEPTED, EVENTS_DELIVERED, EVENTS_DROPPED};
 const BATCH: usize = 1024;
 /// Pause between retries of a failed write.
 const RETRY_EVERY: Duration = Duration::from_millis(200);
+/// Pause after a batch, so events gather in the queue meanwhile: a writer
+/// parked in `recv` costs every sender a futex wake-up (a system call and a
+/// context switch per event under load); one that naps does not.
+const COALESCE: Duration = Duration::from_millis(1);
 
 // Events travel unboxed: the request path makes no extra allocation, and the
 // queue's slots are only touched as it fills.
@@ -214,6 +218,7 @@ fn write_loop(mut target: Target, rx: Receiver<Msg>, shared: &Shared) {
             let _ = done.send(());
             return;
         }
+        std::thread::sleep(COALESCE);
     }
 }
 

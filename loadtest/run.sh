@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# One command: trackedge (full pipeline, Kafka sink) against nginx's
+# empty_gif, same wrk settings, loopback only, bounded in time. Prints one
+# table; loadtest/RESULTS.md keeps the latest.
+#
+#   loadtest/run.sh                 # 20 s per target, 64 connections
+#   DURATION=30s CONNECTIONS=128 loadtest/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+DURATION=${DURATION:-20s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+RECIPIENTS=${RECIPIENTS:-10000}
+# SINK=file measures trackedge without Kafka (events to a file), for comparison.
+SINK=${SINK:-kafka}
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+if ((${#need[@]})); then
+  echo "installing ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+export PATH="$HOME/.cargo/bin:/usr/sbin:$PATH"
+command -v tansu >/dev/null || cargo install tansu --locked --features dynostore,libsql
+
+echo "building release binary and corpus tool"
+cargo build --release --locked --bin trackedge --example mint_corpus 2>&1 | tail -1
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing on port $1" >&2; return 1; }
+
+secret=$(target/release/trackedge gen-key)
+echo "minting $((RECIPIENTS * 5)) signed requests for $RECIPIENTS recipients"
+target/release/examples/mint_corpus "$secret" "$RECIPIENTS" ../shared/fixtures/agents.tsv >"$work/corpus.tsv"
+
+# Kafka: a local broker, the topic created as an operator would.
+kport=$(free_port)
+(cd "$work" && exec tansu broker --listener-url "tcp://127.0.0.1:$kport" \
+  --advertised-listener-url "tcp://127.0.0.1:$kport" --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1) &
+pids+=($!)
+wait_port "$kport"
+tansu topic create --broker "tcp://127.0.0.1:$kport" --partitions 3 trackedge.events >/dev/null
+
+# trackedge, full pipeline.
+tport=$(free_port); aport=$(free_port)
+TRACKEDGE_SERVER__LISTEN=127.0.0.1:$tport TRACKEDGE_SERVER__ADMIN_LISTEN=127.0.0.1:$aport \
+TRACKEDGE_SIGNING__KEYS="[{id=\"load\",secret=\"$secret\"}]" \
+TRACKEDGE_SINK__KIND=$SINK TRACKEDGE_SINK__FILE_PATH=$work/events.ndjson TRACKEDGE_KAFKA__BROKERS=127.0.0.1:$kport \
+TRACKEDGE_KAFKA__SPOOL_DIR=$work/spool TRACKEDGE_STATS__MAX_CAMPAIGNS=1000 \
+  target/release/trackedge serve --log-format json >"$work/trackedge.log" 2>&1 &
+tpid=$!; pids+=($tpid)
+wait_port "$tport"
+for _ in $(seq 100); do curl -sf "127.0.0.1:$aport/readyz" | grep -qx ready && break; sleep 0.1; done
+
+# CPU ticks and peak RSS, summed over the given processes.
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+hwm_kib() { local t=0 p; for p in "$@"; do t=$((t + $(awk '/VmHWM/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
+metric() { curl -s "127.0.0.1:$aport/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+
+run_wrk() { # label "pids" url
+  local label=$1 pid=$2 url=$3 t0 t1 out
+  # shellcheck disable=SC2086
+  t0=$(cpu_ticks $pid)
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s loadtest/corpus.lua "$url")
+  # shellcheck disable=SC2086
+  t1=$(cpu_ticks $pid)
+  echo "$out" >"$work/wrk-$label.txt"
+  local r; r=$(echo "$out" | grep '^RESULT')
+  local rps; rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+  local secs=${DURATION%s}
+  local cpu; cpu=$(awk -v a="$t0" -v b="$t1" -v s="$secs" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", (b - a) / hz / s * 100}')
+  # shellcheck disable=SC2086
+  echo "$label $rps $cpu $(hwm_kib $pid) $r"
+}
+
+echo "warming up trackedge (5 s)"
+CORPUS=$work/corpus.tsv wrk -t"$THREADS" -c"$CONNECTIONS" -d5s -s loadtest/corpus.lua "http://127.0.0.1:$tport" >/dev/null
+drain() { for _ in $(seq 300); do [ "$(metric trackedge_sink_queue_events)" = "0" ] && return; sleep 0.1; done; }
+drain
+before_delivered=$(metric trackedge_events_delivered_total)
+before_accepted=$(metric trackedge_events_accepted_total)
+echo "driving trackedge for $DURATION with $CONNECTIONS connections"
+kpid=$(pgrep -f "tansu broker --listener-url tcp://127.0.0.1:$kport" | head -1)
+k0=$(cpu_ticks "$kpid")
+te=$(CORPUS=$work/corpus.tsv run_wrk trackedge "$tpid" "http://127.0.0.1:$tport")
+broker_cpu=$(awk -v a="$k0" -v b="$(cpu_ticks "$kpid")" -v s="${DURATION%s}" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", (b - a) / hz / s * 100}')
+
+# Let Kafka take the rest, then compare events with answers.
+drain
+delivered=$(( $(metric trackedge_events_delivered_total) - before_delivered ))
+accepted=$(( $(metric trackedge_events_accepted_total) - before_accepted ))
+
+# nginx empty_gif, same settings.
+nport=$(free_port)
+mkdir -p "$work/nginx"
+sed -e "s|__PORT__|$nport|" -e "s|__PREFIX__|$work/nginx|" loadtest/nginx.conf >"$work/nginx/nginx.conf"
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" -g 'daemon off;' &
+npid=$!; pids+=($npid)
+wait_port "$nport"
+echo "warming up nginx (5 s)"
+FIXED_PATH=/pixel.gif wrk -t"$THREADS" -c"$CONNECTIONS" -d5s -s loadtest/corpus.lua "http://127.0.0.1:$nport" >/dev/null
+echo "driving nginx empty_gif for $DURATION with $CONNECTIONS connections"
+# nginx's master forks the workers that serve: sum CPU and memory over them.
+nworkers=$(pgrep -P "$npid" | tr '\n' ' ')
+ng=$(FIXED_PATH=/pixel.gif run_wrk nginx "$nworkers" "http://127.0.0.1:$nport")
+
+field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
+ms() { awk -v us="$1" 'BEGIN {printf "%.3f", us / 1000}'; }
+read -r _ te_rps te_cpu te_rss _ <<<"$te"
+read -r _ ng_rps ng_cpu ng_rss _ <<<"$ng"
+te_ok=$(field "$te" ok)
+
+cat <<TABLE
+
+| target | requests/s | p50 ms | p99 ms | p99.9 ms | peak RSS MiB | CPU % | 2xx/3xx answers | events to Kafka |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| trackedge ($SINK sink; verify, UA, classify, stats) | $te_rps | $(ms "$(field "$te" p50_us)") | $(ms "$(field "$te" p99_us)") | $(ms "$(field "$te" p999_us)") | $((te_rss / 1024)) | $te_cpu | $te_ok | $delivered delivered of $accepted accepted |
+| nginx empty_gif (no work) | $ng_rps | $(ms "$(field "$ng" p50_us)") | $(ms "$(field "$ng" p99_us)") | $(ms "$(field "$ng" p999_us)") | $((ng_rss / 1024)) (2 workers) | $ng_cpu | $(field "$ng" ok) | - |
+
+the Kafka broker (tansu) used ${broker_cpu}% CPU of the same 2 cores meanwhile
+trackedge / nginx requests/s: $(awk -v a="$te_rps" -v b="$ng_rps" 'BEGIN {printf "%.2f", a / b}')
+machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -r); wrk -t$THREADS -c$CONNECTIONS -d$DURATION, loopback, client and server on the same cores
+TABLE
