@@ -401,6 +401,18 @@ impl KafkaSink {
     }
 }
 
+/// librdkafka headers from name/value pairs.
+fn owned_headers<'a>(pairs: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>) -> OwnedHeaders {
+    let mut h = OwnedHeaders::new_with_capacity(pairs.len());
+    for (key, value) in pairs {
+        h = h.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    h
+}
+
 /// The CloudEvents binary-mode headers of an event.
 pub fn cloudevent_headers(event: &Event, source: &str) -> [(&'static str, String); 6] {
     let time = UNIX_EPOCH + Duration::from_millis(event.ts_ms.max(0) as u64);
@@ -437,13 +449,7 @@ impl Sink for KafkaSink {
         let key = record_key(&event);
         let headers = cloudevent_headers(&event, &self.source);
         if !self.shared.degraded.load(Ordering::Relaxed) {
-            let mut h = OwnedHeaders::new_with_capacity(headers.len());
-            for (k, v) in &headers {
-                h = h.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
+            let h = owned_headers(headers.iter().map(|(k, v)| (*k, v.as_bytes())));
             let rec = BaseRecord::with_opaque_to(&self.topic, 0)
                 .key(key.as_bytes())
                 .payload(&payload[..])
@@ -851,13 +857,7 @@ impl Replayer {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
-                let mut h = OwnedHeaders::new_with_capacity(rec.headers.len());
-                for (k, v) in &rec.headers {
-                    h = h.insert(Header {
-                        key: k,
-                        value: Some(&v[..]),
-                    });
-                }
+                let h = owned_headers(rec.headers.iter().map(|(k, v)| (k.as_str(), &v[..])));
                 let r = BaseRecord::with_opaque_to(&self.topic, opaque)
                     .key(&rec.key[..])
                     .payload(&rec.payload[..])
