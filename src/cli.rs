@@ -199,7 +199,11 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(cfg: Config) -> Result<(), Failure> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if cfg.server.worker_threads > 0 {
+        rt.worker_threads(cfg.server.worker_threads);
+    }
+    let rt = rt
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;

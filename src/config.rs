@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Bearer token `/stats` requires; empty: none.
     pub admin_token: Secret,
+    /// Runtime worker threads; 0: one per core.
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
