@@ -32,6 +32,16 @@ impl EventType {
             EventType::Beacon => "beacon",
         }
     }
+
+    /// The CloudEvents `ce_type` of this kind of event.
+    pub fn cloudevent_type(self) -> &'static str {
+        match self {
+            EventType::Open => "trackedge.open.v1",
+            EventType::Click => "trackedge.click.v1",
+            EventType::Unsubscribe => "trackedge.unsubscribe.v1",
+            EventType::Beacon => "trackedge.beacon.v1",
+        }
+    }
 }
 
 /// What `agent.kind` says about who made the request.

@@ -14,6 +14,7 @@
 //! Accounting: `accepted = delivered + dropped + pending`, where pending is
 //! the producer's queue, the spool's channel and the spool on disk.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -413,29 +414,30 @@ fn owned_headers<'a>(pairs: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>) 
     h
 }
 
-/// The CloudEvents binary-mode headers of an event.
-pub fn cloudevent_headers(event: &Event, source: &str) -> [(&'static str, String); 6] {
+/// The CloudEvents binary-mode headers of an event. Only the id and the
+/// time are formatted per event; the rest are borrowed.
+pub fn cloudevent_headers<'a>(event: &Event, source: &'a str) -> [(&'static str, Cow<'a, str>); 6] {
     let time = UNIX_EPOCH + Duration::from_millis(event.ts_ms.max(0) as u64);
     [
-        ("ce_specversion", "1.0".to_owned()),
-        ("ce_id", event.event_id.to_string()),
-        ("ce_type", format!("trackedge.{}.v1", event.kind.as_str())),
-        ("ce_source", source.to_owned()),
+        ("ce_specversion", Cow::Borrowed("1.0")),
+        ("ce_id", Cow::Owned(event.event_id.to_string())),
+        ("ce_type", Cow::Borrowed(event.kind.cloudevent_type())),
+        ("ce_source", Cow::Borrowed(source)),
         (
             "ce_time",
-            humantime::format_rfc3339_millis(time).to_string(),
+            Cow::Owned(humantime::format_rfc3339_millis(time).to_string()),
         ),
-        ("content-type", "application/json".to_owned()),
+        ("content-type", Cow::Borrowed("application/json")),
     ]
 }
 
 /// The record key: the recipient, so each recipient's events stay in
 /// order on one partition; else the event id.
-pub fn record_key(event: &Event) -> String {
-    event
-        .recipient
-        .clone()
-        .unwrap_or_else(|| event.event_id.to_string())
+pub fn record_key(event: &Event) -> Cow<'_, str> {
+    match &event.recipient {
+        Some(r) => Cow::Borrowed(r),
+        None => Cow::Owned(event.event_id.to_string()),
+    }
 }
 
 impl Sink for KafkaSink {
@@ -463,10 +465,10 @@ impl Sink for KafkaSink {
         }
         self.to_spool(SpoolRecord {
             ts_ms: event.ts_ms,
-            key: key.into_bytes(),
+            key: key.into_owned().into_bytes(),
             headers: headers
                 .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+                .map(|(k, v)| (k.to_owned(), v.into_owned().into_bytes()))
                 .collect(),
             payload,
         });
