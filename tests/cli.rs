@@ -11,20 +11,10 @@ use std::time::Duration;
 use common::*;
 use trackedge::token::{Keyring, TokenType};
 
-const BIN: &str = env!("CARGO_BIN_EXE_trackedge");
 const KEYS_ENV: &str = "[{id=\"test\",secret=\"test-secret-0123456789abcdef-0123456789\"}]";
 
-/// The binary run in an empty directory (so no config file is found) with
-/// no inherited TRACKEDGE_ variables.
 fn cmd(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TRACKEDGE_") {
-            c.env_remove(k);
-        }
-    }
-    c
+    bare_command(dir)
 }
 
 fn run(c: &mut Command) -> (i32, String, String) {

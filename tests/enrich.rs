@@ -291,8 +291,7 @@ fn a_missing_or_corrupt_database_stops_start_up_naming_the_key() {
         (bad.to_str().unwrap(), "geoip.city_db"),
         ("/no/such.mmdb", "geoip.city_db"),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trackedge"))
-            .current_dir(dir.path())
+        let out = bare_command(dir.path())
             .args(["serve"])
             .env("TRACKEDGE_SERVER__LISTEN", "127.0.0.1:0")
             .env("TRACKEDGE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")

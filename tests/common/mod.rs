@@ -196,13 +196,8 @@ impl Proc {
     /// Runs `trackedge serve` in `dir` with JSON logs, both listeners on
     /// loopback port 0, the test signing key, and `env` on top.
     pub fn spawn(dir: &std::path::Path, env: &[(&str, &str)]) -> Proc {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_trackedge"));
-        c.current_dir(dir).args(["serve", "--log-format", "json"]);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("TRACKEDGE_") {
-                c.env_remove(k);
-            }
-        }
+        let mut c = bare_command(dir);
+        c.args(["serve", "--log-format", "json"]);
         c.env("TRACKEDGE_SERVER__LISTEN", "127.0.0.1:0")
             .env("TRACKEDGE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
             .env(
@@ -247,6 +242,19 @@ impl Proc {
         assert!(ok.success());
         self.child.wait().unwrap().code()
     }
+}
+
+/// The trackedge binary run in `dir` (where no config file is found) with no
+/// inherited TRACKEDGE_ variables.
+pub fn bare_command(dir: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_trackedge"));
+    c.current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TRACKEDGE_") {
+            c.env_remove(k);
+        }
+    }
+    c
 }
 
 /// Reads the JSON log lines of a starting server until both listeners are bound.
