@@ -191,11 +191,6 @@ impl App {
         self.ua.len()
     }
 
-    /// The token keyring (for the CLI's sign and verify).
-    pub fn keyring(&self) -> &Keyring {
-        &self.keys
-    }
-
     pub fn phase(&self) -> Phase {
         match self.phase.load(Ordering::Relaxed) {
             1 => Phase::Ready,
