@@ -199,11 +199,9 @@ fn init_logging(format: LogFormat) {
 }
 
 fn serve(cfg: Config) -> Result<(), Failure> {
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if cfg.server.worker_threads > 0 {
-        rt.worker_threads(cfg.server.worker_threads);
-    }
-    let rt = rt
+    // Requests are served on threads of their own (server::run); this
+    // runtime has the admin listener, signals and the GeoIP watcher.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
@@ -216,16 +214,16 @@ fn serve(cfg: Config) -> Result<(), Failure> {
             );
         }
         let sink = crate::sink::from_config(&cfg).map_err(|e| Failure::Runtime(format!("{e:#}")))?;
-        let public = tokio::net::TcpListener::bind(cfg.server.listen)
-            .await
+        let public = crate::server::bind_public(cfg.server.listen, crate::server::worker_count(&cfg.server))
             .map_err(|e| Failure::Runtime(format!("server.listen {}: {e}", cfg.server.listen)))?;
         let admin = tokio::net::TcpListener::bind(cfg.server.admin_listen)
             .await
             .map_err(|e| Failure::Runtime(format!("server.admin_listen {}: {e}", cfg.server.admin_listen)))?;
-        for (name, l) in [("public", &public), ("admin", &admin)] {
-            if let Ok(addr) = l.local_addr() {
-                tracing::info!(listener = name, addr = %addr, "listener bound");
-            }
+        if let Ok(addr) = public[0].local_addr() {
+            tracing::info!(listener = "public", addr = %addr, threads = public.len(), "listener bound");
+        }
+        if let Ok(addr) = admin.local_addr() {
+            tracing::info!(listener = "admin", addr = %addr, "listener bound");
         }
         tracing::info!(sink = ?cfg.sink.kind, version = crate::VERSION, "trackedge starting");
         let app = match App::new(cfg, sink.clone()) {

@@ -74,7 +74,8 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Bearer token `/stats` requires; empty: none.
     pub admin_token: Secret,
-    /// Runtime worker threads; 0: one per core.
+    /// Threads serving the public listener, each with its own runtime and
+    /// `SO_REUSEPORT` socket; 0: one per core.
     pub worker_threads: usize,
 }
 

@@ -1,13 +1,22 @@
-//! Listeners, connection limits and graceful shutdown.
+//! Listeners, serving threads, connection limits and graceful shutdown.
 //!
-//! [`run`] takes already-bound listeners and a shutdown future, so tests bind
-//! `127.0.0.1:0` and stop the server when they choose. On shutdown, readiness
-//! turns 503 first, then the public listener closes, in-flight requests get
-//! `server.shutdown_grace_ms` to finish, the sink flushes every accepted
-//! event, and only then does the admin listener close.
+//! The public address is served the way nginx serves it: one thread per
+//! core (`server.worker_threads`), each with its own single-threaded tokio
+//! runtime and its own listening socket on the same address
+//! (`SO_REUSEPORT`), so the kernel spreads connections over the threads and
+//! a request never crosses threads: no work-stealing wake-ups, no locks
+//! between them. The admin listener, signals and the GeoIP watcher run on
+//! the caller's runtime.
+//!
+//! [`run`] takes already-bound listeners ([`bind_public`]) and a shutdown
+//! future, so tests bind `127.0.0.1:0` and stop the server when they choose.
+//! On shutdown, readiness turns 503 first, then the public listeners close,
+//! in-flight requests get `server.shutdown_grace_ms` to finish, the sink
+//! flushes every accepted event, and only then does the admin listener close.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,11 +28,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio_io_timeout::TimeoutStream;
 
 use crate::admin;
 use crate::app::{App, Phase};
+use crate::config::ServerConfig;
 
 /// Connections the admin listener serves at once; scrapers and probes only.
 const ADMIN_MAX_CONNECTIONS: usize = 64;
@@ -47,10 +57,52 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Serves `public` and `admin` until `shutdown` resolves, then drains.
+/// Threads that serve the public listener: `server.worker_threads`, or one
+/// per core when it is 0.
+pub fn worker_count(cfg: &ServerConfig) -> usize {
+    match cfg.worker_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Binds `addr` once per serving thread, each socket with `SO_REUSEPORT`
+/// so the kernel balances new connections over them. With port 0 the first
+/// socket picks the port and the others join it.
+///
+/// A busy fixed port is refused even when its holder also set
+/// `SO_REUSEPORT` (a second trackedge, say): a plain socket is bound first,
+/// so two servers never split one port's traffic by accident.
+pub fn bind_public(addr: SocketAddr, threads: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        drop(std::net::TcpListener::bind(addr)?);
+    }
+    let first = reuseport_listener(addr)?;
+    let addr = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..threads.max(1) {
+        all.push(reuseport_listener(addr)?);
+    }
+    Ok(all)
+}
+
+fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Serves `public` (one thread per listener, see [`bind_public`]) and
+/// `admin` until `shutdown` resolves, then drains.
 pub async fn run(
     app: Arc<App>,
-    public: TcpListener,
+    public: Vec<std::net::TcpListener>,
     admin: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -61,7 +113,7 @@ pub async fn run(
         tokio::spawn(accept_loop(
             admin,
             b,
-            ADMIN_MAX_CONNECTIONS,
+            Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
             Duration::from_millis(app.cfg.server.idle_timeout_ms),
             stop_admin_rx,
             move |req: Request<Incoming>, _peer| {
@@ -72,20 +124,18 @@ pub async fn run(
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let public_task = {
-        let app2 = app.clone();
-        tokio::spawn(accept_loop(
-            public,
-            builder(&app),
-            app.cfg.server.max_connections,
-            Duration::from_millis(app.cfg.server.idle_timeout_ms),
-            stop_rx,
-            move |req: Request<Incoming>, peer| {
-                let app = app2.clone();
-                async move { app.handle(req, peer).await }
-            },
-        ))
-    };
+    // One cap over all threads: server.max_connections is per process.
+    let limit = Arc::new(Semaphore::new(app.cfg.server.max_connections));
+    let mut workers = Vec::with_capacity(public.len());
+    for (i, listener) in public.into_iter().enumerate() {
+        workers.push(spawn_worker(
+            i,
+            listener,
+            app.clone(),
+            limit.clone(),
+            stop_rx.clone(),
+        )?);
+    }
 
     app.set_phase(Phase::Ready);
     tracing::info!("ready");
@@ -94,16 +144,9 @@ pub async fn run(
     tracing::info!("shutdown signal: draining");
     app.set_phase(Phase::Draining);
     let _ = stop_tx.send(true);
-    let graceful = public_task.await?;
-    let grace = Duration::from_millis(app.cfg.server.shutdown_grace_ms);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace_ms = grace.as_millis() as u64,
-            "grace period over with requests still in flight"
-        );
+    for done in workers {
+        // An error means the thread ended without reporting: nothing left to wait for.
+        let _ = done.await;
     }
 
     let sink = app.sink.clone();
@@ -116,13 +159,64 @@ pub async fn run(
     Ok(())
 }
 
-/// Accepts connections until `stop` turns true, at most `max_conns` at a
-/// time, and returns the watcher of those still open so the caller can
-/// drain them.
+/// Starts serving thread `i` on `listener`: a single-threaded runtime that
+/// accepts until `stop`, then gives open connections the grace period. The
+/// receiver resolves when the thread is done.
+fn spawn_worker(
+    i: usize,
+    listener: std::net::TcpListener,
+    app: Arc<App>,
+    limit: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<oneshot::Receiver<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("trackedge-http-{i}"))
+        .spawn(move || {
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).expect("a runtime is running");
+                let s = &app.cfg.server;
+                let grace = Duration::from_millis(s.shutdown_grace_ms);
+                let handler = {
+                    let app = app.clone();
+                    move |req: Request<Incoming>, peer| {
+                        let app = app.clone();
+                        async move { app.handle(req, peer).await }
+                    }
+                };
+                let graceful = accept_loop(
+                    listener,
+                    builder(&app),
+                    limit,
+                    Duration::from_millis(s.idle_timeout_ms),
+                    stop,
+                    handler,
+                )
+                .await;
+                if tokio::time::timeout(grace, graceful.shutdown())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        grace_ms = grace.as_millis() as u64,
+                        "grace period over with requests still in flight"
+                    );
+                }
+            });
+            let _ = done_tx.send(());
+        })?;
+    Ok(done_rx)
+}
+
+/// Accepts connections until `stop` turns true, while `limit` has permits,
+/// and returns the watcher of those still open so the caller can drain them.
 async fn accept_loop<H, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
-    max_conns: usize,
+    limit: Arc<Semaphore>,
     idle_timeout: Duration,
     mut stop: watch::Receiver<bool>,
     handler: H,
@@ -132,7 +226,6 @@ where
     F: Future<Output = hyper::Response<crate::app::Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(max_conns));
     let mut backoff = Duration::from_millis(5);
     loop {
         // Wait for a free slot before accepting: excess clients wait in the

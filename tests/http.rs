@@ -487,3 +487,31 @@ async fn slow_and_idle_clients_are_cut_off() {
     assert_eq!(get(&srv.url("/robots.txt")).await.status, 200);
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_serving_thread_answers_on_the_one_port() {
+    // Three threads, three SO_REUSEPORT sockets: the kernel hashes each new
+    // connection to one of them, so 30 connections reach every thread (all
+    // but certainly) and any thread that does not serve would hang one.
+    let srv = TestServer::start("[server]\nworker_threads = 3\n").await;
+    let mut claims = trackedge::token::Claims::new(TokenType::Open, "threads");
+    claims.r = Some("r-1".into());
+    let path = format!("/o/{}.gif", srv.mint(&mut claims));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut answers = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let (addr, request) = (srv.public, request.clone());
+        answers.spawn(async move { raw(addr, request.as_bytes()).await });
+    }
+    // raw() gives up after 5 s, so a socket nobody serves shows as "".
+    while let Some(a) = answers.join_next().await {
+        let a = a.unwrap();
+        assert!(a.starts_with("HTTP/1.1 200 OK\r\n"), "{a:?}");
+    }
+    // A second server on the same port is refused, not quietly given half
+    // of the connections.
+    let err = trackedge::server::bind_public(srv.public, 2).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    let events = srv.stop().await;
+    assert_eq!(events.len(), 30);
+}

@@ -56,9 +56,12 @@ impl TestServer {
         let keys = Keyring::new(&cfg.effective_keys());
         let sink = trackedge::sink::from_config(&cfg).unwrap();
         let app = Arc::new(App::new(cfg, sink).expect("app starts"));
-        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let threads = trackedge::server::worker_count(&app.cfg.server);
+        let public =
+            trackedge::server::bind_public("127.0.0.1:0".parse().unwrap(), threads).unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (public_addr, admin_addr) =
+            (public[0].local_addr().unwrap(), admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(trackedge::server::run(app, public, admin, async move {
             let _ = rx.await;
