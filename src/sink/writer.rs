@@ -9,26 +9,22 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use metrics::counter;
 
-use super::{Health, Sink};
+use super::{Health, Intake, Sink, COALESCE};
 use crate::event::Event;
-use crate::metrics::{EVENTS_ACCEPTED, EVENTS_DELIVERED, EVENTS_DROPPED};
+use crate::metrics::{EVENTS_DELIVERED, EVENTS_DROPPED};
 
 /// Events encoded and written per system call at most.
 const BATCH: usize = 1024;
 /// Pause between retries of a failed write.
 const RETRY_EVERY: Duration = Duration::from_millis(200);
-/// Pause after a batch, so events gather in the queue meanwhile: a writer
-/// parked in `recv` costs every sender a futex wake-up (a system call and a
-/// context switch per event under load); one that naps does not.
-const COALESCE: Duration = Duration::from_millis(1);
 
 // Events travel unboxed: the request path makes no extra allocation, and the
 // queue's slots are only touched as it fills.
@@ -71,16 +67,14 @@ impl Target {
 /// State shared by the request path and the writer thread.
 struct Shared {
     /// Events in the channel or in the batch being written.
-    pending: AtomicUsize,
+    pending: Arc<AtomicUsize>,
     /// Set while writes fail, so readiness can say why.
     failing: Mutex<Option<String>>,
-    /// Set once shutdown has begun; later submissions are dropped and counted.
-    closed: AtomicBool,
 }
 
 /// A sink that appends NDJSON lines to a file or to stdout.
 pub struct WriterSink {
-    tx: SyncSender<Msg>,
+    intake: Intake<Msg>,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -107,11 +101,10 @@ impl WriterSink {
     }
 
     fn start(target: Target, capacity: usize) -> WriterSink {
-        let (tx, rx) = mpsc::sync_channel(capacity);
+        let (intake, rx) = Intake::new(capacity);
         let shared = Arc::new(Shared {
-            pending: AtomicUsize::new(0),
+            pending: intake.pending_counter(),
             failing: Mutex::new(None),
-            closed: AtomicBool::new(false),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -119,7 +112,7 @@ impl WriterSink {
             .spawn(move || write_loop(target, rx, &s))
             .expect("spawn sink writer thread");
         WriterSink {
-            tx,
+            intake,
             shared,
             thread: Mutex::new(Some(thread)),
         }
@@ -128,23 +121,7 @@ impl WriterSink {
 
 impl Sink for WriterSink {
     fn submit(&self, event: Event) {
-        counter!(EVENTS_ACCEPTED).increment(1);
-        if self.shared.closed.load(Ordering::Relaxed) {
-            counter!(EVENTS_DROPPED, "reason" => "shutdown").increment(1);
-            return;
-        }
-        self.shared.pending.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Msg::Event(event)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.shared.pending.fetch_sub(1, Ordering::Relaxed);
-                counter!(EVENTS_DROPPED, "reason" => "queue_full").increment(1);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.shared.pending.fetch_sub(1, Ordering::Relaxed);
-                counter!(EVENTS_DROPPED, "reason" => "shutdown").increment(1);
-            }
-        }
+        self.intake.offer(Msg::Event(event));
     }
 
     fn health(&self) -> Health {
@@ -155,26 +132,20 @@ impl Sink for WriterSink {
     }
 
     fn pending(&self) -> usize {
-        self.shared.pending.load(Ordering::Relaxed)
+        self.intake.pending()
     }
 
     fn shutdown(&self, timeout: Duration) {
         let Some(thread) = self.thread.lock().unwrap().take() else {
             return;
         };
-        self.shared.closed.store(true, Ordering::Relaxed);
         let (done_tx, done_rx) = mpsc::sync_channel(1);
         let deadline = Instant::now() + timeout;
-        // Blocking send: behind every event already queued, so all of them are
-        // written first.
-        if self
-            .tx
-            .send(Msg::Close {
-                deadline,
-                done: done_tx,
-            })
-            .is_ok()
-        {
+        // Behind every event already queued, so all of them are written first.
+        if self.intake.close(Msg::Close {
+            deadline,
+            done: done_tx,
+        }) {
             let _ = done_rx.recv_timeout(timeout + RETRY_EVERY * 2);
         }
         let _ = thread.join();
