@@ -33,6 +33,7 @@ pub mod server;
 pub mod sink;
 pub mod stats;
 pub mod token;
+pub mod watchdog;
 
 /// The crate version, reported in `trackedge_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

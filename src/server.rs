@@ -29,11 +29,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Semaphore};
-use tokio_io_timeout::TimeoutStream;
 
 use crate::admin;
 use crate::app::{App, Phase};
 use crate::config::ServerConfig;
+use crate::watchdog::{self, Activity, Watched};
 
 /// Connections the admin listener serves at once; scrapers and probes only.
 const ADMIN_MAX_CONNECTIONS: usize = 64;
@@ -46,7 +46,9 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(s.header_read_timeout_ms))
+        // The watchdog enforces it, at one timer per connection; hyper's
+        // arms one per request head.
+        .header_read_timeout(None)
         .max_buf_size(s.max_header_bytes)
         .max_headers(s.max_headers)
         .keep_alive(true);
@@ -114,7 +116,7 @@ pub async fn run(
             admin,
             b,
             Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
-            Duration::from_millis(app.cfg.server.idle_timeout_ms),
+            Timeouts::of(&app.cfg.server),
             stop_admin_rx,
             move |req: Request<Incoming>, _peer| {
                 let app = app.clone();
@@ -191,7 +193,7 @@ fn spawn_worker(
                     listener,
                     builder(&app),
                     limit,
-                    Duration::from_millis(s.idle_timeout_ms),
+                    Timeouts::of(s),
                     stop,
                     handler,
                 )
@@ -211,13 +213,29 @@ fn spawn_worker(
     Ok(done_rx)
 }
 
+/// The limits the watchdog enforces on every connection.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    idle: Duration,
+    head: Duration,
+}
+
+impl Timeouts {
+    fn of(s: &ServerConfig) -> Timeouts {
+        Timeouts {
+            idle: Duration::from_millis(s.idle_timeout_ms),
+            head: Duration::from_millis(s.header_read_timeout_ms),
+        }
+    }
+}
+
 /// Accepts connections until `stop` turns true, while `limit` has permits,
 /// and returns the watcher of those still open so the caller can drain them.
 async fn accept_loop<H, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     limit: Arc<Semaphore>,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
     handler: H,
 ) -> GracefulShutdown
@@ -249,23 +267,26 @@ where
         };
         backoff = Duration::from_millis(5);
         let _ = stream.set_nodelay(true);
-        // hyper's header timeout only runs once a request has begun; this
-        // one also closes connections that never send one, or sit idle
-        // between keep-alive requests.
-        let mut stream = TimeoutStream::new(stream);
-        stream.set_read_timeout(Some(idle_timeout));
+        let activity = Arc::new(Activity::new());
+        let stream = Watched::new(stream, activity.clone());
         let h = handler.clone();
+        let seen = activity.clone();
         let svc = service_fn(move |req| {
+            seen.head_done();
             let fut = h(req, peer);
             async move { Ok::<_, Infallible>(fut.await) }
         });
         let conn = builder
-            .serve_connection(TokioIo::new(Box::pin(stream)), svc)
+            .serve_connection(TokioIo::new(stream), svc)
             .into_owned();
-        let watched = graceful.watch(conn);
+        let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            // Connection errors (resets, timeouts, garbage) are the client's.
-            let _ = watched.await;
+            tokio::select! {
+                // Connection errors (resets, garbage) are the client's.
+                _ = conn => {}
+                // Idle or too slow: dropping the connection closes it.
+                _ = watchdog::watch(&activity, timeouts.idle, timeouts.head) => {}
+            }
             drop(permit);
         });
     }

@@ -458,31 +458,70 @@ async fn garbage_requests_get_a_4xx_and_the_server_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_and_idle_clients_are_cut_off() {
+    use std::time::{Duration, Instant};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Head limit short, idle limit long: only the head limit can cut the
+    // slow client, which keeps sending (so it is never idle).
     let srv =
-        TestServer::start("[server]\nheader_read_timeout_ms = 300\nidle_timeout_ms = 300\n").await;
-    // A client that starts a request head and never finishes it.
+        TestServer::start("[server]\nheader_read_timeout_ms = 300\nidle_timeout_ms = 60000\n")
+            .await;
+    let t0 = Instant::now();
     let mut slow = tokio::net::TcpStream::connect(srv.public).await.unwrap();
     slow.write_all(b"GET /robots.txt HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    let mut buf = Vec::new();
-    let n = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        slow.read_to_end(&mut buf),
-    )
-    .await
-    .expect("the server closes a connection whose head never completes");
-    assert!(n.is_ok());
-    // A client that connects and says nothing.
+    let closed = async {
+        let mut buf = [0u8; 256];
+        loop {
+            tokio::select! {
+                r = slow.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if slow.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), closed)
+        .await
+        .expect("the server closes a connection whose head trickles in");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+
+    // A keep-alive connection that got its answer and went quiet is idle,
+    // not slow: the head limit does not touch it.
+    let mut quiet = tokio::net::TcpStream::connect(srv.public).await.unwrap();
+    quiet
+        .write_all(b"GET /robots.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = quiet.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    quiet
+        .write_all(b"GET /robots.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let n = quiet.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "kept alive past the head limit"
+    );
+    srv.stop().await;
+
+    // A client that connects and says nothing is closed at the idle limit.
+    let srv =
+        TestServer::start("[server]\nheader_read_timeout_ms = 60000\nidle_timeout_ms = 300\n")
+            .await;
     let mut idle = tokio::net::TcpStream::connect(srv.public).await.unwrap();
     let mut buf = Vec::new();
-    let n = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        idle.read_to_end(&mut buf),
-    )
-    .await
-    .expect("the server closes a connection that never sends a request");
+    let n = tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut buf))
+        .await
+        .expect("the server closes a connection that never sends a request");
     assert!(n.is_ok());
     assert_eq!(get(&srv.url("/robots.txt")).await.status, 200);
     srv.stop().await;
