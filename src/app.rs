@@ -15,16 +15,17 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use metrics::{counter, histogram};
+use metrics::{counter, histogram, Counter, Histogram};
 
 use crate::config::{Config, OnOptOut};
 use crate::enrich::agent::{Classifier, Facts};
 use crate::enrich::geo::GeoIp;
 use crate::enrich::privacy::{CookieWriter, Signals};
 use crate::enrich::{ip, ua::UaCache};
-use crate::event::{Event, EventType, Privacy};
+use crate::event::{AgentKind, Event, EventType, Privacy};
 use crate::metrics::{
-    status_label, EVENTS, EVENTS_SUPPRESSED, HTTP_DURATION, HTTP_REQUESTS, INVALID_TOKENS,
+    status_index, Handles, EVENTS, EVENTS_SUPPRESSED, HTTP_DURATION, HTTP_REQUESTS, INVALID_TOKENS,
+    STATUS_LABELS,
 };
 use crate::sink::Sink;
 use crate::stats::{Hit, Stats};
@@ -90,9 +91,22 @@ pub struct App {
     html_headers: HeaderMap,
     /// Where invalid click links go, when configured.
     fallback: Option<HeaderValue>,
+    /// The metric series every request touches.
+    meters: Meters,
 }
 
-/// Which public route a request took: the `route` metric label.
+/// Kept handles of the per-request series (see [`Handles`]).
+#[derive(Default)]
+struct Meters {
+    /// By route, then status.
+    requests: Handles<Counter, { Route::COUNT * STATUS_LABELS.len() }>,
+    durations: Handles<Histogram, { Route::COUNT }>,
+    /// By event type, then agent kind.
+    events: Handles<Counter, { EventType::COUNT * AgentKind::COUNT }>,
+}
+
+/// Which public route a request took: the `route` metric label. `NotFound`
+/// stays last: `COUNT` counts through it.
 #[derive(Debug, Clone, Copy)]
 enum Route {
     Open,
@@ -105,6 +119,8 @@ enum Route {
 }
 
 impl Route {
+    const COUNT: usize = Route::NotFound as usize + 1;
+
     fn label(self) -> &'static str {
         match self {
             Route::Open => "open",
@@ -183,6 +199,7 @@ impl App {
             gif_headers,
             html_headers,
             fallback,
+            meters: Meters::default(),
         })
     }
 
@@ -213,9 +230,20 @@ impl App {
         let start = Instant::now();
         let (route, resp) = self.route(req, peer).await;
         let label = route.label();
-        counter!(HTTP_REQUESTS, "route" => label, "status" => status_label(resp.status().as_u16()))
+        let status = status_index(resp.status().as_u16());
+        let m = &self.meters;
+        m.requests
+            .get(
+                route as usize * STATUS_LABELS.len() + status,
+                || counter!(HTTP_REQUESTS, "route" => label, "status" => STATUS_LABELS[status]),
+            )
             .increment(1);
-        histogram!(HTTP_DURATION, "route" => label).record(start.elapsed().as_secs_f64());
+        m.durations
+            .get(
+                route as usize,
+                || histogram!(HTTP_DURATION, "route" => label),
+            )
+            .record(start.elapsed().as_secs_f64());
         resp
     }
 
@@ -529,7 +557,13 @@ impl App {
             gpc: signals.gpc,
             opted_out: signals.opted_out,
         });
-        counter!(EVENTS, "type" => ev.kind.as_str(), "agent_kind" => agent.kind.as_str())
+        let (kind, agent_kind) = (ev.kind, agent.kind);
+        self.meters
+            .events
+            .get(
+                kind as usize * AgentKind::COUNT + agent_kind as usize,
+                || counter!(EVENTS, "type" => kind.as_str(), "agent_kind" => agent_kind.as_str()),
+            )
             .increment(1);
         ev.agent = Some(agent);
         self.sink.submit(ev);

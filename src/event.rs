@@ -24,6 +24,9 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// How many kinds there are, for tables indexed by `kind as usize`.
+    pub const COUNT: usize = EventType::Beacon as usize + 1;
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Open => "open",
@@ -54,6 +57,9 @@ pub enum AgentKind {
 }
 
 impl AgentKind {
+    /// How many kinds there are, for tables indexed by `kind as usize`.
+    pub const COUNT: usize = AgentKind::Bot as usize + 1;
+
     pub fn as_str(self) -> &'static str {
         match self {
             AgentKind::Human => "human",

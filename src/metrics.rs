@@ -124,18 +124,56 @@ fn describe() {
 
 /// The `status` label for a response code, from a fixed set.
 pub fn status_label(code: u16) -> &'static str {
+    STATUS_LABELS[status_index(code)]
+}
+
+/// Every value of the `status` label.
+pub const STATUS_LABELS: [&str; 12] = [
+    "200", "204", "302", "400", "404", "405", "413", "414", "431", "500", "503", "other",
+];
+
+/// The position of `code`'s label in [`STATUS_LABELS`].
+pub fn status_index(code: u16) -> usize {
     match code {
-        200 => "200",
-        204 => "204",
-        302 => "302",
-        400 => "400",
-        404 => "404",
-        405 => "405",
-        413 => "413",
-        414 => "414",
-        431 => "431",
-        500 => "500",
-        503 => "503",
-        _ => "other",
+        200 => 0,
+        204 => 1,
+        302 => 2,
+        400 => 3,
+        404 => 4,
+        405 => 5,
+        413 => 6,
+        414 => 7,
+        431 => 8,
+        500 => 9,
+        503 => 10,
+        _ => 11,
+    }
+}
+
+/// Handles of one labelled metric family, each registered on first use and
+/// then kept. `counter!` with labels builds its key and looks it up in the
+/// recorder's registry on every call, about 2% of CPU on the request path;
+/// a kept handle is an atomic add. Registered lazily, so a series shows in
+/// `/metrics` once it is first used, as with the macros.
+pub struct Handles<T, const N: usize> {
+    cells: [OnceLock<T>; N],
+}
+
+impl<T, const N: usize> Handles<T, N> {
+    pub fn new() -> Self {
+        Handles {
+            cells: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// The handle in slot `i`, registered by `register` the first time.
+    pub fn get(&self, i: usize, register: impl FnOnce() -> T) -> &T {
+        self.cells[i].get_or_init(register)
+    }
+}
+
+impl<T, const N: usize> Default for Handles<T, N> {
+    fn default() -> Self {
+        Self::new()
     }
 }

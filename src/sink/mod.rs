@@ -8,10 +8,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics::counter;
+use metrics::{counter, Counter};
 
 use crate::config::{Config, SinkKind};
 use crate::event::Event;
@@ -59,6 +59,8 @@ pub(crate) struct Intake<M> {
     /// Events queued or being handled by the thread; it calls [`Self::settled`].
     pending: Arc<AtomicUsize>,
     closed: AtomicBool,
+    /// `trackedge_events_accepted_total`, kept: it is counted per request.
+    accepted: OnceLock<Counter>,
 }
 
 impl<M> Intake<M> {
@@ -69,13 +71,16 @@ impl<M> Intake<M> {
             tx,
             pending: Arc::new(AtomicUsize::new(0)),
             closed: AtomicBool::new(false),
+            accepted: OnceLock::new(),
         };
         (intake, rx)
     }
 
     /// Queues one event's message without waiting.
     pub fn offer(&self, msg: M) {
-        counter!(EVENTS_ACCEPTED).increment(1);
+        self.accepted
+            .get_or_init(|| counter!(EVENTS_ACCEPTED))
+            .increment(1);
         if self.closed.load(Ordering::Relaxed) {
             counter!(EVENTS_DROPPED, "reason" => "shutdown").increment(1);
             return;
