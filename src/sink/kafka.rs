@@ -23,12 +23,12 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, Counter};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -161,6 +161,8 @@ enum SpoolMsg {
 struct Ctx {
     shared: Arc<Shared>,
     spool_tx: SyncSender<SpoolMsg>,
+    /// `trackedge_events_delivered_total`, kept: it is counted per record.
+    delivered: OnceLock<Counter>,
 }
 
 impl ClientContext for Ctx {
@@ -225,7 +227,9 @@ impl ProducerContext for Ctx {
         let replayed = opaque != 0;
         let ok = match result {
             Ok(_) => {
-                counter!(EVENTS_DELIVERED).increment(1);
+                self.delivered
+                    .get_or_init(|| counter!(EVENTS_DELIVERED))
+                    .increment(1);
                 true
             }
             Err((e, _)) if is_permanent(e) => {
@@ -262,6 +266,14 @@ impl ProducerContext for Ctx {
 }
 
 impl Ctx {
+    fn new(shared: Arc<Shared>, spool_tx: SyncSender<SpoolMsg>) -> Ctx {
+        Ctx {
+            shared,
+            spool_tx,
+            delivered: OnceLock::new(),
+        }
+    }
+
     /// Hands an undelivered live record to the spool thread.
     fn spool_message(&self, msg: &rdkafka::message::BorrowedMessage<'_>) {
         let rec = SpoolRecord {
@@ -356,10 +368,7 @@ impl KafkaSink {
             cc.set(k, v);
         }
         let producer: ThreadedProducer<Ctx> = cc
-            .create_with_context(Ctx {
-                shared: shared.clone(),
-                spool_tx: spool_tx.clone(),
-            })
+            .create_with_context(Ctx::new(shared.clone(), spool_tx.clone()))
             .map_err(|e| anyhow::anyhow!("kafka producer settings: {e}"))?;
         let producer: SharedProducer = Arc::new(ArcSwap::from_pointee(producer));
         let spool = Arc::new(Mutex::new(spool));
@@ -895,10 +904,10 @@ impl Replayer {
     /// fenced by the broker, say): what the old one held comes back through
     /// its delivery callback and is spooled.
     fn replace_producer(&self) {
-        let fresh: ThreadedProducer<Ctx> = match self.config.create_with_context(Ctx {
-            shared: self.shared.clone(),
-            spool_tx: self.spool_tx.clone(),
-        }) {
+        let fresh: ThreadedProducer<Ctx> = match self
+            .config
+            .create_with_context(Ctx::new(self.shared.clone(), self.spool_tx.clone()))
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "cannot create a new kafka producer");
