@@ -26,11 +26,11 @@ const BATCH: usize = 1024;
 /// Pause between retries of a failed write.
 const RETRY_EVERY: Duration = Duration::from_millis(200);
 
-// Events travel unboxed: the request path makes no extra allocation, and the
-// queue's slots are only touched as it fills.
-#[allow(clippy::large_enum_variant)]
+// Events travel boxed: std's bounded channel writes every slot when it is
+// made, so unboxed 528-byte events kept 8.6 MiB resident for the default
+// 16,384 slots; boxed, a slot is 16 bytes and a move is a pointer copy.
 enum Msg {
-    Event(Event),
+    Event(Box<Event>),
     /// Write everything before this, sync it, acknowledge, and stop.
     Close {
         deadline: Instant,
@@ -121,7 +121,7 @@ impl WriterSink {
 
 impl Sink for WriterSink {
     fn submit(&self, event: Event) {
-        self.intake.offer(Msg::Event(event));
+        self.intake.offer(Msg::Event(Box::new(event)));
     }
 
     fn health(&self) -> Health {
