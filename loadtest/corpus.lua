@@ -1,7 +1,17 @@
 -- wrk script: cycles through a corpus of "path<TAB>user-agent" lines, one
 -- request each, and prints the latency percentiles wrk's report lacks.
+--
+-- RATE (requests/s over all connections, with CONNS the connection count)
+-- paces each connection with wrk's delay() hook, for latency at a fixed
+-- load below the peak: a connection waits CONNS/RATE seconds between
+-- requests, less the time the answer took is not subtracted, so the rate
+-- reached is a little under RATE (the report gives the real one).
 local corpus = {}
 local file = os.getenv("CORPUS")
+local rate = tonumber(os.getenv("RATE") or "")
+local conns = tonumber(os.getenv("CONNS") or "")
+local gap_ms = (rate and conns) and (conns / rate * 1000) or nil
+local owed = 0
 
 function init(args)
   if file then
@@ -12,6 +22,16 @@ function init(args)
   end
   -- Threads start at different points of the corpus.
   idx = math.random(1, math.max(#corpus, 1))
+end
+
+if gap_ms then
+  -- wrk waits whole milliseconds: carry the fraction to the next wait.
+  function delay()
+    owed = owed + gap_ms
+    local d = math.floor(owed)
+    owed = owed - d
+    return d
+  end
 end
 
 function request()

@@ -101,6 +101,25 @@ drain
 delivered=$(( $(metric trackedge_events_delivered_total) - before_delivered ))
 accepted=$(( $(metric trackedge_events_accepted_total) - before_accepted ))
 
+# Latency at a fixed load: half of trackedge's peak, for both servers.
+# corpus.lua paces each connection with wrk's delay() hook; the answer time
+# adds to every pause, so a 5 s run first finds the rate to ask for.
+half=$(echo "$te" | awk '{printf "%d", $2 / 2}')
+ask_for_half() { # url: the RATE that reaches about $half requests/s
+  local got
+  got=$(RATE=$half CONNS=$CONNECTIONS wrk -t"$THREADS" -c"$CONNECTIONS" -d5s -s loadtest/corpus.lua "$1" |
+    awk '/^Requests\/sec/ {print $2}')
+  awk -v h="$half" -v g="$got" 'BEGIN {printf "%d", h * h / g}'
+}
+echo "driving trackedge at half its peak ($half requests/s) for $DURATION"
+ask=$(CORPUS=$work/corpus.tsv ask_for_half "http://127.0.0.1:$tport")
+before_delivered=$(metric trackedge_events_delivered_total)
+before_accepted=$(metric trackedge_events_accepted_total)
+te_half=$(CORPUS=$work/corpus.tsv RATE=$ask CONNS=$CONNECTIONS run_wrk trackedge "$tpid" "http://127.0.0.1:$tport")
+drain
+half_delivered=$(( $(metric trackedge_events_delivered_total) - before_delivered ))
+half_accepted=$(( $(metric trackedge_events_accepted_total) - before_accepted ))
+
 # nginx empty_gif, same settings.
 nport=$(free_port)
 mkdir -p "$work/nginx"
@@ -114,21 +133,31 @@ echo "driving nginx empty_gif for $DURATION with $CONNECTIONS connections"
 # nginx's master forks the workers that serve: sum CPU and memory over them.
 nworkers=$(pgrep -P "$npid" | tr '\n' ' ')
 ng=$(FIXED_PATH=/pixel.gif run_wrk nginx "$nworkers" "http://127.0.0.1:$nport")
+echo "driving nginx at the same rate ($half requests/s) for $DURATION"
+ask=$(FIXED_PATH=/pixel.gif ask_for_half "http://127.0.0.1:$nport")
+ng_half=$(FIXED_PATH=/pixel.gif RATE=$ask CONNS=$CONNECTIONS run_wrk nginx "$nworkers" "http://127.0.0.1:$nport")
 
 field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
 ms() { awk -v us="$1" 'BEGIN {printf "%.3f", us / 1000}'; }
-read -r _ te_rps te_cpu te_rss _ <<<"$te"
-read -r _ ng_rps ng_cpu ng_rss _ <<<"$ng"
-te_ok=$(field "$te" ok)
+read -r _ te_rps _ <<<"$te"
+read -r _ ng_rps _ <<<"$ng"
+row() { # label result rss-note events
+  local _l rps cpu rss
+  read -r _l rps cpu rss _ <<<"$2"
+  echo "| $1 | $rps | $(ms "$(field "$2" p50_us)") | $(ms "$(field "$2" p99_us)") | $(ms "$(field "$2" p999_us)") | $((rss / 1024))$3 | $cpu | $(field "$2" ok) | $4 |"
+}
 
 cat <<TABLE
 
 | target | requests/s | p50 ms | p99 ms | p99.9 ms | peak RSS MiB | CPU % | 2xx/3xx answers | events to Kafka |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-| trackedge ($SINK sink; verify, UA, classify, stats) | $te_rps | $(ms "$(field "$te" p50_us)") | $(ms "$(field "$te" p99_us)") | $(ms "$(field "$te" p999_us)") | $((te_rss / 1024)) | $te_cpu | $te_ok | $delivered delivered of $accepted accepted |
-| nginx empty_gif (no work) | $ng_rps | $(ms "$(field "$ng" p50_us)") | $(ms "$(field "$ng" p99_us)") | $(ms "$(field "$ng" p999_us)") | $((ng_rss / 1024)) (2 workers) | $ng_cpu | $(field "$ng" ok) | - |
+$(row "trackedge ($SINK sink; verify, UA, classify, stats), peak" "$te" "" "$delivered delivered of $accepted accepted")
+$(row "nginx empty_gif (no work), peak" "$ng" " (2 workers)" "-")
+$(row "trackedge at half its peak" "$te_half" "" "$half_delivered delivered of $half_accepted accepted")
+$(row "nginx empty_gif at the same rate" "$ng_half" " (2 workers)" "-")
 
 the Kafka broker (tansu) used ${broker_cpu}% CPU of the same 2 cores meanwhile
 trackedge / nginx requests/s: $(awk -v a="$te_rps" -v b="$ng_rps" 'BEGIN {printf "%.2f", a / b}')
 machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -r); wrk -t$THREADS -c$CONNECTIONS -d$DURATION, loopback, client and server on the same cores
+half-load rows: wrk paced by corpus.lua's delay() hook toward $half requests/s (each connection waits between requests; no coordinated-omission correction as wrk2 has)
 TABLE
