@@ -127,7 +127,7 @@ pub struct SinkConfig {
     pub kind: SinkKind,
     /// NDJSON file of the `file` sink.
     pub file_path: PathBuf,
-    /// Bound of the queue between the request path and the sink writer.
+    /// Bound of the queue between the request path and the sink thread.
     pub queue_capacity: usize,
 }
 
