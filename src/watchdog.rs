@@ -13,7 +13,11 @@
 //! - Slow head: a request head that started arriving more than `head` ago
 //!   and has not been answered (slowloris). A head starts with the first
 //!   bytes received after the last answer was written; it ends when its
-//!   request reaches the handler or its answer is written.
+//!   request reaches the handler or its answer is written. On HTTP/2 the
+//!   same holds for frames: a ping or settings frame ends with the server's
+//!   acknowledgement, so only bytes left unanswered past the limit, with no
+//!   request reaching the handler, close a connection (tested with a
+//!   client that pings every 100 ms against a 300 ms limit).
 
 use std::io;
 use std::pin::Pin;

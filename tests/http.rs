@@ -554,3 +554,38 @@ async fn every_serving_thread_answers_on_the_one_port() {
     let events = srv.stop().await;
     assert_eq!(events.len(), 30);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_connections_are_kept_until_idle_not_cut_at_the_head_limit() {
+    use std::time::Duration;
+    let srv =
+        TestServer::start("[server]\nheader_read_timeout_ms = 300\nidle_timeout_ms = 60000\n")
+            .await;
+    let tcp = tokio::net::TcpStream::connect(srv.public).await.unwrap();
+    // The client pings every 100 ms: frames keep arriving, none a request.
+    let (mut h2, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(100))
+            .keep_alive_while_idle(true)
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let robots = || {
+        http::Request::get(srv.url("/robots.txt"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    assert_eq!(h2.send_request(robots()).await.unwrap().status(), 200);
+    // Pings are not request heads: the head limit must not close the
+    // connection, only the idle limit may.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let again = h2
+        .send_request(robots())
+        .await
+        .expect("same HTTP/2 connection still open");
+    assert_eq!(again.status(), 200);
+    assert!(!conn.is_finished());
+    srv.stop().await;
+}

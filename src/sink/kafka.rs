@@ -583,7 +583,7 @@ impl Sink for KafkaSink {
             let _ = feeder.join();
         }
         self.shared.stop.store(true, Ordering::Relaxed);
-        // The replay thread first: it must not send or swap producers while
+        // Then the replay thread: it must not send or swap producers while
         // the producer is drained.
         if let Some(replay) = threads.pop() {
             let _ = replay.join();
