@@ -129,21 +129,25 @@ pub async fn run(
     // One cap over all threads: server.max_connections is per process.
     let limit = Arc::new(Semaphore::new(app.cfg.server.max_connections));
     let mut workers = Vec::with_capacity(public.len());
+    let mut failed = None;
     for (i, listener) in public.into_iter().enumerate() {
-        workers.push(spawn_worker(
-            i,
-            listener,
-            app.clone(),
-            limit.clone(),
-            stop_rx.clone(),
-        )?);
+        match spawn_worker(i, listener, app.clone(), limit.clone(), stop_rx.clone()) {
+            Ok(done) => workers.push(done),
+            Err(e) => {
+                failed = Some(e.context(format!("cannot start serving thread {i}")));
+                break;
+            }
+        }
     }
 
-    app.set_phase(Phase::Ready);
-    tracing::info!("ready");
-    shutdown.await;
-
-    tracing::info!("shutdown signal: draining");
+    if failed.is_none() {
+        app.set_phase(Phase::Ready);
+        tracing::info!("ready");
+        shutdown.await;
+        tracing::info!("shutdown signal: draining");
+    }
+    // On a failed start too: the threads already serving may have accepted
+    // events, which the sink must flush.
     app.set_phase(Phase::Draining);
     let _ = stop_tx.send(true);
     for done in workers {
@@ -158,7 +162,7 @@ pub async fn run(
     let _ = stop_admin_tx.send(true);
     let admin_graceful = admin_task.await?;
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_graceful.shutdown()).await;
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// Starts serving thread `i` on `listener`: a single-threaded runtime that
