@@ -25,6 +25,18 @@ fn kafka_toml(bootstrap: &str, spool: &std::path::Path, extra: &str) -> String {
     )
 }
 
+/// A server on the Kafka sink, once readiness says it is delivering.
+async fn ready_kafka_server(bootstrap: &str, spool: &std::path::Path, extra: &str) -> TestServer {
+    let srv = TestServer::start(&kafka_toml(bootstrap, spool, extra)).await;
+    wait_readyz(
+        &srv.admin_url("/readyz"),
+        "ready\n",
+        Duration::from_secs(30),
+    )
+    .await;
+    srv
+}
+
 fn kafka_env<'a>(bootstrap: &'a str, spool: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("TRACKEDGE_SINK__KIND", "kafka"),
@@ -84,18 +96,7 @@ async fn n_requests_give_exactly_n_records() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Tansu::start(free_port(), "memory://tansu/", dir.path());
     create_topic(&broker.bootstrap(), TOPIC, 3).await;
-    let srv = TestServer::start(&kafka_toml(
-        &broker.bootstrap(),
-        &dir.path().join("spool"),
-        "",
-    ))
-    .await;
-    wait_readyz(
-        &srv.admin_url("/readyz"),
-        "ready\n",
-        Duration::from_secs(30),
-    )
-    .await;
+    let srv = ready_kafka_server(&broker.bootstrap(), &dir.path().join("spool"), "").await;
 
     let mut expect_keyed = HashSet::new();
     for i in 0..150 {
@@ -226,13 +227,7 @@ async fn broker_outage_mid_load_loses_nothing() {
     let broker = Tansu::start_behind(broker_port, proxy.port, "memory://tansu/", dir.path());
     let bootstrap = format!("127.0.0.1:{}", proxy.port);
     create_topic(&bootstrap, TOPIC, 3).await;
-    let srv = TestServer::start(&kafka_toml(&bootstrap, &dir.path().join("spool"), "")).await;
-    wait_readyz(
-        &srv.admin_url("/readyz"),
-        "ready\n",
-        Duration::from_secs(30),
-    )
-    .await;
+    let srv = ready_kafka_server(&bootstrap, &dir.path().join("spool"), "").await;
 
     // (phase, latency) per answered request; phase 0 before, 1 during, 2 after the outage.
     let phase = Arc::new(std::sync::atomic::AtomicU8::new(0));
@@ -497,16 +492,10 @@ async fn a_missing_topic_is_reported_and_create_topic_creates_it() {
 
     // The same spool, now with create_topic: the topic appears and the
     // waiting events are delivered.
-    let srv = TestServer::start(&kafka_toml(
+    let srv = ready_kafka_server(
         &broker.bootstrap(),
         &spool,
         "create_topic = true\npartitions = 2\n",
-    ))
-    .await;
-    wait_readyz(
-        &srv.admin_url("/readyz"),
-        "ready\n",
-        Duration::from_secs(30),
     )
     .await;
     let (got, _) = keys(&consume_async(broker.bootstrap(), 20, 60).await);
