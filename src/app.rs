@@ -229,19 +229,18 @@ impl App {
     {
         let start = Instant::now();
         let (route, resp) = self.route(req, peer).await;
-        let label = route.label();
         let status = status_index(resp.status().as_u16());
         let m = &self.meters;
         m.requests
             .get(
                 route as usize * STATUS_LABELS.len() + status,
-                || counter!(HTTP_REQUESTS, "route" => label, "status" => STATUS_LABELS[status]),
+                || counter!(HTTP_REQUESTS, "route" => route.label(), "status" => STATUS_LABELS[status]),
             )
             .increment(1);
         m.durations
             .get(
                 route as usize,
-                || histogram!(HTTP_DURATION, "route" => label),
+                || histogram!(HTTP_DURATION, "route" => route.label()),
             )
             .record(start.elapsed().as_secs_f64());
         resp

@@ -122,17 +122,12 @@ fn describe() {
     describe_gauge!(READY, "1 while the server is ready for traffic, else 0.");
 }
 
-/// The `status` label for a response code, from a fixed set.
-pub fn status_label(code: u16) -> &'static str {
-    STATUS_LABELS[status_index(code)]
-}
-
 /// Every value of the `status` label.
 pub const STATUS_LABELS: [&str; 12] = [
     "200", "204", "302", "400", "404", "405", "413", "414", "431", "500", "503", "other",
 ];
 
-/// The position of `code`'s label in [`STATUS_LABELS`].
+/// The position of `code`'s `status` label in [`STATUS_LABELS`].
 pub fn status_index(code: u16) -> usize {
     match code {
         200 => 0,
