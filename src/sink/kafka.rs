@@ -21,6 +21,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -41,7 +42,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 
 use super::spool::{Spool, SpoolRecord};
-use super::{Health, Intake, Sink, COALESCE};
+use super::{in_batches, Health, Intake, Sink};
 use crate::config::KafkaConfig;
 use crate::event::Event;
 use crate::metrics::{
@@ -439,27 +440,25 @@ struct Feeder {
 
 impl Feeder {
     fn run(self, rx: Receiver<Feed>) {
-        while let Ok(first) = rx.recv() {
-            let mut next = Some(first);
-            let mut n = 0;
-            while let Some(msg) = next.take() {
+        in_batches(&rx, FEED_BATCH, |batch| {
+            let mut close = None;
+            for msg in batch.drain(..) {
                 match msg {
                     Feed::Event(event) => {
                         self.produce(&event);
                         self.pending.fetch_sub(1, Ordering::Relaxed);
-                        n += 1;
                     }
-                    Feed::Close(ack) => {
-                        let _ = ack.send(());
-                        return;
-                    }
-                }
-                if n < FEED_BATCH {
-                    next = rx.try_recv().ok();
+                    Feed::Close(ack) => close = Some(ack),
                 }
             }
-            std::thread::sleep(COALESCE);
-        }
+            match close {
+                Some(ack) => {
+                    let _ = ack.send(());
+                    ControlFlow::Break(())
+                }
+                None => ControlFlow::Continue(()),
+            }
+        });
     }
 
     fn produce(&self, event: &Event) {

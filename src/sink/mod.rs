@@ -6,6 +6,7 @@
 //! with a reason (`accepted = delivered + dropped + pending`); `shutdown`
 //! flushes everything accepted before it returns.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
@@ -49,7 +50,33 @@ pub trait Sink: Send + Sync {
 /// queue meanwhile: a consumer parked in `recv` costs every sender a futex
 /// wake-up (a system call and a context switch per event under load); one
 /// that naps does not.
-pub(crate) const COALESCE: Duration = Duration::from_millis(1);
+const COALESCE: Duration = Duration::from_millis(1);
+
+/// A sink thread's loop: waits for a message, takes what else is queued (at
+/// most `max` in all), hands the batch to `handle`, then naps [`COALESCE`]
+/// while the next batch gathers. Ends when `handle` breaks or every sender
+/// is gone.
+pub(crate) fn in_batches<M>(
+    rx: &Receiver<M>,
+    max: usize,
+    mut handle: impl FnMut(&mut Vec<M>) -> ControlFlow<()>,
+) {
+    let mut batch = Vec::with_capacity(max);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        if handle(&mut batch).is_break() {
+            return;
+        }
+        batch.clear();
+        std::thread::sleep(COALESCE);
+    }
+}
 
 /// The request path's side of a bounded queue in front of a sink thread:
 /// counts every event accepted, and every one it cannot queue as dropped

@@ -8,6 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use metrics::counter;
 
-use super::{Health, Intake, Sink, COALESCE};
+use super::{in_batches, Health, Intake, Sink};
 use crate::event::Event;
 use crate::metrics::{EVENTS_DELIVERED, EVENTS_DROPPED};
 
@@ -154,24 +155,17 @@ impl Sink for WriterSink {
 
 fn write_loop(mut target: Target, rx: Receiver<Msg>, shared: &Shared) {
     let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
-    while let Ok(first) = rx.recv() {
+    in_batches(&rx, BATCH, |batch| {
         let mut close = None;
         let mut n = 0usize;
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
+        for msg in batch.drain(..) {
             match msg {
                 Msg::Event(e) => {
                     e.encode_into(&mut buf);
                     buf.push(b'\n');
                     n += 1;
                 }
-                Msg::Close { deadline, done } => {
-                    close = Some((deadline, done));
-                    break;
-                }
-            }
-            if n < BATCH {
-                next = rx.try_recv().ok();
+                Msg::Close { deadline, done } => close = Some((deadline, done)),
             }
         }
         let deadline = close.as_ref().map(|(d, _)| *d);
@@ -182,15 +176,15 @@ fn write_loop(mut target: Target, rx: Receiver<Msg>, shared: &Shared) {
         }
         shared.pending.fetch_sub(n, Ordering::Relaxed);
         buf.clear();
-        if let Some((_, done)) = close {
-            if let Err(e) = target.sync() {
-                tracing::error!(error = %e, "sink: final sync failed");
-            }
-            let _ = done.send(());
-            return;
+        let Some((_, done)) = close else {
+            return ControlFlow::Continue(());
+        };
+        if let Err(e) = target.sync() {
+            tracing::error!(error = %e, "sink: final sync failed");
         }
-        std::thread::sleep(COALESCE);
-    }
+        let _ = done.send(());
+        ControlFlow::Break(())
+    });
 }
 
 /// Writes `buf` completely, retrying failed writes from where they stopped.
