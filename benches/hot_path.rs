@@ -62,11 +62,11 @@ fn ua(c: &mut Criterion) {
     c.bench_function("ua_parse_uncached", |b| {
         b.iter(|| parser.parse(black_box(CHROME)))
     });
-    let classifier = Arc::new(Classifier::new(&Config::from_toml("").unwrap().agent));
-    let cache = UaCache::new(classifier, 10_000);
-    cache.get(CHROME);
+    let classifier = Classifier::new(&Config::from_toml("").unwrap().agent);
+    let cache = UaCache::new(10_000);
+    cache.get(CHROME, &classifier);
     c.bench_function("ua_parse_cached", |b| {
-        b.iter(|| cache.get(black_box(CHROME)))
+        b.iter(|| cache.get(black_box(CHROME), &classifier))
     });
 }
 

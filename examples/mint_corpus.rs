@@ -1,6 +1,7 @@
 //! Mints the load test's corpus: one request per line, `path<TAB>user-agent`,
-//! for N recipients, opens and clicks 80/20, User-Agents from the shared
-//! fixture. Signs with the key in TRACKEDGE_SIGNING__KEYS-style arguments.
+//! for N recipients, opens and clicks 80/20, User-Agents from the agent
+//! fixture (`tests/fixtures/agents.tsv`). Signs with the key in
+//! TRACKEDGE_SIGNING__KEYS-style arguments.
 //!
 //! cargo run --release --example mint_corpus -- SECRET RECIPIENTS FIXTURE_TSV > corpus.tsv
 

@@ -42,7 +42,7 @@ wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 
 secret=$(target/release/trackedge gen-key)
 echo "minting $((RECIPIENTS * 5)) signed requests for $RECIPIENTS recipients"
-target/release/examples/mint_corpus "$secret" "$RECIPIENTS" ../shared/fixtures/agents.tsv >"$work/corpus.tsv"
+target/release/examples/mint_corpus "$secret" "$RECIPIENTS" tests/fixtures/agents.tsv >"$work/corpus.tsv"
 
 # Kafka: a local broker, the topic created as an operator would.
 kport=$(free_port)

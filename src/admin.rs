@@ -8,9 +8,10 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::app::{App, Body, Phase};
+use crate::app::App;
+use crate::health;
 use crate::metrics::{SINK_QUEUE, STATS_CAMPAIGNS, UA_CACHE_ENTRIES};
-use crate::sink::Health;
+use crate::routes::Body;
 
 fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()));
@@ -22,24 +23,9 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
     r
 }
 
-/// `Ok` (with a note when degraded) when the server should get traffic,
-/// else the reason it should not.
-pub fn readiness(app: &App) -> Result<Option<String>, String> {
-    match app.phase() {
-        Phase::Starting => return Err("starting".into()),
-        Phase::Draining => return Err("shutting down".into()),
-        Phase::Ready => {}
-    }
-    match app.sink.health() {
-        Health::Ok => Ok(None),
-        Health::Degraded(why) => Ok(Some(why)),
-        Health::Down(why) => Err(why),
-    }
-}
-
 /// Whether the request carries the configured admin token, if one is set.
 fn authorized<B>(app: &App, req: &Request<B>) -> bool {
-    let want = app.cfg.server.admin_token.0.as_bytes();
+    let want = app.server_config().admin_token.0.as_bytes();
     if want.is_empty() {
         return true;
     }
@@ -74,12 +60,12 @@ fn stats<B>(app: &App, req: &Request<B>, path: &str) -> Response<Body> {
     if path == "/stats" {
         return json(
             StatusCode::OK,
-            &serde_json::json!({ "campaigns": app.stats.totals() }),
+            &serde_json::json!({ "campaigns": app.stats().totals() }),
         );
     }
     let name = path.strip_prefix("/stats/campaigns/").unwrap_or_default();
     let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-    match app.stats.campaign(&name) {
+    match app.stats().campaign(&name) {
         Some(report) => json(StatusCode::OK, &report),
         None => json(
             StatusCode::NOT_FOUND,
@@ -102,9 +88,9 @@ pub fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
     }
     match req.uri().path() {
         "/metrics" => {
-            metrics::gauge!(SINK_QUEUE).set(app.sink.pending() as f64);
-            metrics::gauge!(STATS_CAMPAIGNS).set(app.stats.len() as f64);
-            metrics::gauge!(UA_CACHE_ENTRIES).set(app.ua_cache_len() as f64);
+            metrics::gauge!(SINK_QUEUE).set(app.sink().pending() as f64);
+            metrics::gauge!(STATS_CAMPAIGNS).set(app.stats().len() as f64);
+            metrics::gauge!(UA_CACHE_ENTRIES).set(app.live().enricher.ua_cache_len() as f64);
             let body = crate::metrics::install().render();
             text(
                 StatusCode::OK,
@@ -113,19 +99,21 @@ pub fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
             )
         }
         "/livez" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
-        "/readyz" | "/healthz" => match readiness(app) {
-            Ok(None) => text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
-            Ok(Some(why)) => text(
-                StatusCode::OK,
-                "text/plain; charset=utf-8",
-                format!("ready, degraded: {why}\n"),
-            ),
-            Err(why) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain; charset=utf-8",
-                format!("not ready: {why}\n"),
-            ),
-        },
+        "/readyz" | "/healthz" => {
+            match health::readiness(app.lifecycle().phase(), app.sink().as_ref()) {
+                Ok(None) => text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
+                Ok(Some(why)) => text(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    format!("ready, degraded: {why}\n"),
+                ),
+                Err(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    format!("not ready: {why}\n"),
+                ),
+            }
+        }
         p if p == "/stats" || p.starts_with("/stats/campaigns/") => stats(app, &req, p),
         _ => text(
             StatusCode::NOT_FOUND,

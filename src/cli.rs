@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app::App;
 use crate::config::Config;
+use crate::router;
 use crate::token::{check_destination, Claims, Keyring, TokenType, MAX_ATTRS};
 
 /// Exit code for bad usage or a bad configuration (BSD `EX_USAGE`).
@@ -233,7 +234,7 @@ fn serve(cfg: Config) -> Result<(), Failure> {
                 return Err(Failure::Usage(format!("bad configuration: {e}")));
             }
         };
-        app.geo.clone().spawn_watcher();
+        app.live().enricher.geo().clone().spawn_watcher();
         crate::server::run(app, public, admin, shutdown_signal())
             .await
             .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
@@ -311,39 +312,11 @@ pub fn sign(cfg: &Config, req: SignRequest) -> Result<String, Failure> {
     // Refuse to print a link the server would reject.
     ring.verify(&token, t, now)
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    let base = cfg.server.public_url.as_str().trim_end_matches('/');
-    Ok(match t {
-        TokenType::Open => format!("{base}/o/{token}.gif"),
-        TokenType::Click => format!("{base}/c/{token}"),
-        TokenType::Unsubscribe => format!("{base}/u/{token}"),
-    })
-}
-
-/// The token in a tracked URL (or the input itself) and the route it is on.
-fn token_of(input: &str) -> (&str, Option<TokenType>) {
-    let input = input.trim();
-    let path = match input.find("://") {
-        Some(i) => {
-            let rest = &input[i + 3..];
-            let path = rest.find('/').map_or("", |j| &rest[j..]);
-            path.split(['?', '#']).next().unwrap_or("")
-        }
-        None => input,
-    };
-    if let Some(t) = path.strip_prefix("/o/") {
-        return (t.strip_suffix(".gif").unwrap_or(t), Some(TokenType::Open));
-    }
-    if let Some(t) = path.strip_prefix("/c/") {
-        return (t, Some(TokenType::Click));
-    }
-    if let Some(t) = path.strip_prefix("/u/") {
-        return (t, Some(TokenType::Unsubscribe));
-    }
-    (path, None)
+    Ok(router::token_url(cfg.server.public_url.as_str(), t, &token))
 }
 
 fn verify(cfg: &Config, input: &str) -> Result<(), Failure> {
-    let (token, route) = token_of(input);
+    let (token, route) = router::token_in(input);
     let claims = Keyring::decode_unverified(token).map_err(|e| Failure::Runtime(e.to_string()))?;
     println!(
         "{}",
@@ -370,18 +343,33 @@ mod tests {
     #[test]
     fn token_extraction() {
         assert_eq!(
-            token_of("http://h:8080/o/abc.def.gif"),
+            router::token_in("http://h:8080/o/abc.def.gif"),
             ("abc.def", Some(TokenType::Open))
         );
         assert_eq!(
-            token_of("https://h/c/abc.def?x=1"),
+            router::token_in("https://h/c/abc.def?x=1"),
             ("abc.def", Some(TokenType::Click))
         );
         assert_eq!(
-            token_of("https://h/u/abc.def"),
+            router::token_in("https://h/u/abc.def"),
             ("abc.def", Some(TokenType::Unsubscribe))
         );
-        assert_eq!(token_of("abc.def"), ("abc.def", None));
+        assert_eq!(router::token_in("abc.def"), ("abc.def", None));
+    }
+
+    /// A click request for campaign c1 with `url`.
+    fn click(url: Option<&str>) -> SignRequest {
+        SignRequest {
+            kind: SignKind::Click,
+            campaign: "c1".into(),
+            recipient: None,
+            message: None,
+            link: None,
+            url: url.map(str::to_owned),
+            expires_in: None,
+            sent_at: None,
+            attrs: vec![],
+        }
     }
 
     #[test]
@@ -390,43 +378,19 @@ mod tests {
         let url = sign(
             &cfg,
             SignRequest {
-                kind: SignKind::Click,
-                campaign: "c1".into(),
                 recipient: Some("r1".into()),
-                message: None,
                 link: Some("hero".into()),
-                url: Some("https://example.com/x".into()),
                 expires_in: Some("30d".into()),
-                sent_at: None,
                 attrs: vec!["variant=B".into()],
+                ..click(Some("https://example.com/x"))
             },
         )
         .unwrap();
         assert!(url.starts_with("http://localhost:8080/c/"), "{url}");
         assert!(verify(&cfg, &url).is_ok());
-        let mut bad = SignRequest {
-            kind: SignKind::Click,
-            campaign: "c1".into(),
-            recipient: None,
-            message: None,
-            link: None,
-            url: Some("javascript:alert(1)".into()),
-            expires_in: None,
-            sent_at: None,
-            attrs: vec![],
-        };
+        let bad = click(Some("javascript:alert(1)"));
         assert!(matches!(sign(&cfg, bad), Err(Failure::Usage(_))));
-        bad = SignRequest {
-            kind: SignKind::Click,
-            campaign: "c1".into(),
-            recipient: None,
-            message: None,
-            link: None,
-            url: None,
-            expires_in: None,
-            sent_at: None,
-            attrs: vec![],
-        };
+        let bad = click(None);
         assert!(matches!(sign(&cfg, bad), Err(Failure::Usage(_))));
     }
 }

@@ -8,17 +8,30 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the TOML/env configuration, its embedded defaults and checks.
+//! A request flows down this list: a listener accepts it, the router picks
+//! a route, the route verifies its token and builds an event, the enricher
+//! adds what the request tells, the stats count it and a sink takes it.
+//!
 //! - [`cli`]: the `trackedge` subcommands (`serve`, `sign`, `verify`, ...).
-//! - [`server`]: listeners, connection limits, graceful shutdown.
-//! - [`app`]: the shared state and the public routes (pixel, click, unsubscribe).
+//! - [`config`]: the TOML/env configuration, its embedded defaults and checks.
+//! - [`server`]: listeners, serving threads, connection limits, graceful
+//!   shutdown; [`watchdog`]: each connection's idle and head deadlines.
+//! - [`health`]: the lifecycle phase and what readiness makes of it.
 //! - [`admin`]: `/metrics`, `/livez`, `/readyz`, `/stats`.
-//! - [`stats`]: live per-campaign counters.
+//! - [`app`]: the state requests share, and a request's way through it.
+//! - [`router`]: the public URL layout, written once: routing, and the URLs
+//!   `sign` prints and `verify` reads.
+//! - [`routes`]: one file per public route (pixel, click, unsubscribe,
+//!   beacon, pages) and the answers they share.
 //! - [`token`]: signed token minting and verification.
+//! - [`enrich`]: facts derived from the request: client IP, geo,
+//!   User-Agent, agent kind, privacy.
 //! - [`event`]: the event struct and its JSON encoding.
-//! - [`enrich`]: facts derived from the request: client IP, User-Agent, agent kind.
-//! - [`sink`]: where events go (file, stdout), behind one trait.
-//! - [`metrics`]: metric names, descriptions and the Prometheus recorder.
+//! - [`stats`]: live per-campaign counters.
+//! - [`sink`]: where events go, behind one trait: a file or stdout
+//!   ([`sink::writer`]), or Kafka with a disk spool ([`sink::kafka`]), both
+//!   fed through a bounded queue ([`sink::queue`]).
+//! - [`metrics`]: metric names, fixed label sets, the Prometheus recorder.
 // One reviewed exception: memory-mapping the GeoIP databases (enrich::geo).
 #![deny(unsafe_code)]
 
@@ -28,7 +41,10 @@ pub mod cli;
 pub mod config;
 pub mod enrich;
 pub mod event;
+pub mod health;
 pub mod metrics;
+pub mod router;
+pub mod routes;
 pub mod server;
 pub mod sink;
 pub mod stats;

@@ -26,6 +26,7 @@ pub const STATS_CAMPAIGNS: &str = "trackedge_stats_campaigns";
 pub const STATS_EVICTED: &str = "trackedge_stats_evicted_total";
 pub const STATS_REFUSED: &str = "trackedge_stats_refused_total";
 pub const UA_CACHE_ENTRIES: &str = "trackedge_ua_cache_entries";
+pub const UA_CACHE_EVICTIONS: &str = "trackedge_ua_cache_evictions_total";
 pub const KAFKA_QUEUE: &str = "trackedge_kafka_queue_messages";
 pub const KAFKA_BROKERS_UP: &str = "trackedge_kafka_brokers_up";
 pub const KAFKA_TX_ERRORS: &str = "trackedge_kafka_tx_errors";
@@ -119,6 +120,10 @@ fn describe() {
         UA_CACHE_ENTRIES,
         "Distinct User-Agents held parsed in memory."
     );
+    describe_counter!(
+        UA_CACHE_EVICTIONS,
+        "Times the User-Agent cache was full and emptied (agent.ua_cache_entries)."
+    );
     describe_gauge!(READY, "1 while the server is ready for traffic, else 0.");
 }
 
@@ -171,4 +176,60 @@ impl<T, const N: usize> Default for Handles<T, N> {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Why an accepted event will never be delivered: the `reason` label of
+/// `trackedge_events_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The sink's in-memory queue was full.
+    QueueFull,
+    /// The event arrived while, or after, the sink shut down.
+    Shutdown,
+    /// The file or stdout sink could not write it.
+    IoError,
+    /// Kafka refused it for good (too large, invalid).
+    Rejected,
+    /// The channel to the spool's thread was full.
+    SpoolQueueFull,
+    /// The spool reached `kafka.spool_max_bytes`.
+    SpoolFull,
+    /// The spool could not write it.
+    SpoolIoError,
+    /// A spooled record was damaged on disk.
+    SpoolCorrupt,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Shutdown => "shutdown",
+            DropReason::IoError => "io_error",
+            DropReason::Rejected => "rejected",
+            DropReason::SpoolQueueFull => "spool_queue_full",
+            DropReason::SpoolFull => "spool_full",
+            DropReason::SpoolIoError => "spool_io_error",
+            DropReason::SpoolCorrupt => "spool_corrupt",
+        }
+    }
+}
+
+/// Counts `n` accepted events as dropped for `reason`. Off the request
+/// path's fast lane: drops are rare, so the series is looked up each time.
+pub fn dropped(reason: DropReason, n: u64) {
+    if n > 0 {
+        metrics::counter!(EVENTS_DROPPED, "reason" => reason.as_str()).increment(n);
+    }
+}
+
+/// Counts a request that yielded no event because its sender opted out
+/// (`privacy.on_opt_out = "drop"`).
+pub fn suppressed_opt_out() {
+    metrics::counter!(EVENTS_SUPPRESSED, "reason" => "opt_out").increment(1);
+}
+
+/// Counts a request whose token did not verify.
+pub fn invalid_token(route: &'static str, reason: &'static str) {
+    metrics::counter!(INVALID_TOKENS, "route" => route, "reason" => reason).increment(1);
 }

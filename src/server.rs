@@ -31,8 +31,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::admin;
-use crate::app::{App, Phase};
+use crate::app::App;
 use crate::config::ServerConfig;
+use crate::health::Phase;
 use crate::watchdog::{self, Activity, Watched};
 
 /// Connections the admin listener serves at once; scrapers and probes only.
@@ -42,7 +43,7 @@ const SINK_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// hyper's connection builder with the configured limits.
 fn builder(app: &App) -> auto::Builder<TokioExecutor> {
-    let s = &app.cfg.server;
+    let s = app.server_config();
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
@@ -116,7 +117,7 @@ pub async fn run(
             admin,
             b,
             Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
-            Timeouts::of(&app.cfg.server),
+            Timeouts::of(app.server_config()),
             stop_admin_rx,
             move |req: Request<Incoming>, _peer| {
                 let app = app.clone();
@@ -127,7 +128,7 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // One cap over all threads: server.max_connections is per process.
-    let limit = Arc::new(Semaphore::new(app.cfg.server.max_connections));
+    let limit = Arc::new(Semaphore::new(app.server_config().max_connections));
     let mut workers = Vec::with_capacity(public.len());
     let mut failed = None;
     for (i, listener) in public.into_iter().enumerate() {
@@ -141,21 +142,21 @@ pub async fn run(
     }
 
     if failed.is_none() {
-        app.set_phase(Phase::Ready);
+        app.lifecycle().set(Phase::Ready);
         tracing::info!("ready");
         shutdown.await;
         tracing::info!("shutdown signal: draining");
     }
     // On a failed start too: the threads already serving may have accepted
     // events, which the sink must flush.
-    app.set_phase(Phase::Draining);
+    app.lifecycle().set(Phase::Draining);
     let _ = stop_tx.send(true);
     for done in workers {
         // An error means the thread ended without reporting: nothing left to wait for.
         let _ = done.await;
     }
 
-    let sink = app.sink.clone();
+    let sink = app.sink().clone();
     tokio::task::spawn_blocking(move || sink.shutdown(SINK_FLUSH_TIMEOUT)).await?;
     tracing::info!("sink flushed");
 
@@ -184,7 +185,7 @@ fn spawn_worker(
         .spawn(move || {
             rt.block_on(async move {
                 let listener = TcpListener::from_std(listener).expect("a runtime is running");
-                let s = &app.cfg.server;
+                let s = app.server_config();
                 let grace = Duration::from_millis(s.shutdown_grace_ms);
                 let handler = {
                     let app = app.clone();
@@ -245,7 +246,7 @@ async fn accept_loop<H, F>(
 ) -> GracefulShutdown
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = hyper::Response<crate::app::Body>> + Send + 'static,
+    F: Future<Output = hyper::Response<crate::routes::Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     let mut backoff = Duration::from_millis(5);

@@ -91,7 +91,8 @@ impl Hll {
     }
 
     /// Bytes of registers held.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
         self.registers.get().map_or(0, |r| r.len())
     }
 }

@@ -190,7 +190,11 @@ async fn sigterm_under_load_loses_no_accepted_event() {
                 let r = format!("r-{w}-{i}");
                 let mut c = claims(TokenType::Open, "sigterm");
                 c.r = Some(r.clone());
-                let uri = format!("http://{public}/o/{}.gif", ring.sign(&mut c));
+                let uri = trackedge::router::token_url(
+                    &format!("http://{public}"),
+                    TokenType::Open,
+                    &ring.sign(&mut c),
+                );
                 let req = http::Request::get(uri).body(Default::default()).unwrap();
                 match client.request(req).await {
                     Ok(resp) if resp.status() == 200 => {

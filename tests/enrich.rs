@@ -16,21 +16,17 @@ use trackedge::token::TokenType;
 const CHROME: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
-fn now() -> i64 {
-    trackedge::now_ms() / 1000
-}
-
 /// Client addresses come from X-Forwarded-For, as behind a load balancer.
 const BEHIND_LB: &str = "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n";
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/agents.tsv")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents.tsv")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_fixture_row_classifies_as_expected() {
     let text =
-        std::fs::read_to_string(fixtures()).expect("shared/fixtures/agents.tsv beside the repo");
+        std::fs::read_to_string(fixtures()).expect("tests/fixtures/agents.tsv in the repository");
     let rows: Vec<Vec<&str>> = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -51,24 +47,13 @@ async fn every_fixture_row_classifies_as_expected() {
         c.r = Some(format!("row-{i}"));
         c.s = secs.parse::<i64>().ok().map(|s| now() - s);
         c.u = Some("https://example.com/".into());
-        let token = srv.mint(&mut c);
-        let path = if t == TokenType::Open {
-            format!("/o/{token}.gif")
-        } else {
-            format!("/c/{token}")
-        };
+        let url = srv.tracked(&mut c);
         let m = if method == "HEAD" {
             Method::HEAD
         } else {
             Method::GET
         };
-        let a = send(
-            m,
-            &srv.url(&path),
-            &[("user-agent", ua), ("x-forwarded-for", ip)],
-            "",
-        )
-        .await;
+        let a = send(m, &url, &[("user-agent", ua), ("x-forwarded-for", ip)], "").await;
         assert!(a.status == 200 || a.status == 302, "row {i}: {}", a.status);
     }
     let events = srv.stop().await;
@@ -107,9 +92,8 @@ async fn people_are_not_mistaken_for_bots() {
         c.s = Some(now() - 7200);
         c.u = Some("https://example.com/".into());
         c.r = Some(format!("p{i}"));
-        let path = format!("/c/{}", srv.mint(&mut c));
         let a = get_with(
-            &srv.url(&path),
+            &srv.tracked(&mut c),
             &[("user-agent", ua), ("x-forwarded-for", "203.0.113.50")],
         )
         .await;
@@ -208,10 +192,10 @@ fn geo_config(city: &Path, asn: &Path) -> String {
 async fn open_from(srv: &TestServer, ip: &str, extra: &[(&str, &str)]) {
     let mut c = claims(TokenType::Open, "geo");
     c.r = Some(ip.to_owned());
-    let path = format!("/o/{}.gif", srv.mint(&mut c));
+    let url = srv.tracked(&mut c);
     let mut h = vec![("x-forwarded-for", ip), ("user-agent", CHROME)];
     h.extend_from_slice(extra);
-    assert_eq!(get_with(&srv.url(&path), &h).await.status, 200);
+    assert_eq!(get_with(&url, &h).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -326,7 +310,7 @@ async fn dnt_gpc_and_opt_out_anonymize_or_drop() {
             headers.retain(|(k, _)| *k != "cookie");
         }
         headers.extend_from_slice(h);
-        let a = get_with(&srv.url(&format!("/c/{}", srv.mint(&mut c))), &headers).await;
+        let a = get_with(&srv.tracked(&mut c), &headers).await;
         answers.push(a);
     }
     // The answer is the same either way.
@@ -360,7 +344,7 @@ async fn dnt_gpc_and_opt_out_anonymize_or_drop() {
     let srv = TestServer::start("[privacy]\nhonor_dnt = false\non_opt_out = \"drop\"\n").await;
     for h in [("dnt", "1"), ("sec-gpc", "1")] {
         let mut c = claims(TokenType::Open, "privacy");
-        let a = get_with(&srv.url(&format!("/o/{}.gif", srv.mint(&mut c))), &[h]).await;
+        let a = get_with(&srv.tracked(&mut c), &[h]).await;
         assert_eq!(a.status, 200);
         assert_eq!(a.header("content-length"), Some("43"));
     }

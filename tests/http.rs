@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use std::collections::{BTreeMap, HashSet};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,7 +14,7 @@ use http::Method;
 use sha2::Sha256;
 
 use common::*;
-use trackedge::app::GIF;
+use trackedge::routes::GIF;
 use trackedge::token::TokenType;
 
 const CHROME: &str =
@@ -30,16 +32,12 @@ fn assert_gif_headers(a: &Answer) {
     assert_eq!(a.header("expires"), Some("0"));
 }
 
-fn now() -> i64 {
-    trackedge::now_ms() / 1000
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pixel_get_and_head() {
     let srv = TestServer::start("").await;
     let mut c = claims(TokenType::Open, "spring-sale");
     c.r = Some("r-1".into());
-    let url = srv.url(&format!("/o/{}.gif", srv.mint(&mut c)));
+    let url = srv.tracked(&mut c);
 
     let a = get_with(&url, &[("user-agent", CHROME)]).await;
     assert_gif_headers(&a);
@@ -94,7 +92,7 @@ async fn invalid_tokens_still_get_the_gif_and_no_event() {
     let before = String::from_utf8_lossy(&before.body).into_owned();
     let bad = bad_open_tokens(&srv);
     for (_, t) in &bad {
-        let a = get(&srv.url(&format!("/o/{t}.gif"))).await;
+        let a = get(&srv.route_url(TokenType::Open, t)).await;
         assert_gif_headers(&a);
         assert_eq!(&a.body[..], &GIF[..], "token {t}");
     }
@@ -127,11 +125,17 @@ async fn valid_click_redirects_exactly_and_invalid_ones_never_do() {
     c.u = Some(dest.into());
     c.l = Some("hero".into());
     let token = srv.mint(&mut c);
-    let a = get(&srv.url(&format!("/c/{token}"))).await;
+    let a = get(&srv.route_url(TokenType::Click, &token)).await;
     assert_eq!(a.status, 302);
     assert_eq!(a.header("location"), Some(dest));
     assert_eq!(a.header("cache-control"), Some("no-store"));
-    let h = send(Method::HEAD, &srv.url(&format!("/c/{token}")), &[], "").await;
+    let h = send(
+        Method::HEAD,
+        &srv.route_url(TokenType::Click, &token),
+        &[],
+        "",
+    )
+    .await;
     assert_eq!(h.status, 302);
     assert_eq!(h.header("location"), Some(dest));
 
@@ -148,7 +152,7 @@ async fn valid_click_redirects_exactly_and_invalid_ones_never_do() {
         srv.mint(&mut open),
         "garbage".into(),
     ] {
-        let a = get(&srv.url(&format!("/c/{bad}"))).await;
+        let a = get(&srv.route_url(TokenType::Click, &bad)).await;
         assert_eq!(a.status, 404, "{bad}");
         assert!(a.header("location").is_none());
         assert!(String::from_utf8_lossy(&a.body).contains("not valid"));
@@ -184,7 +188,7 @@ async fn signed_but_unsafe_destinations_are_refused() {
     ] {
         let mut c = claims(TokenType::Click, "c");
         c.u = Some(dest.into());
-        let a = get(&srv.url(&format!("/c/{}", srv.mint(&mut c)))).await;
+        let a = get(&srv.tracked(&mut c)).await;
         assert_eq!(a.status, 404, "{dest:?}");
         assert!(a.header("location").is_none(), "{dest:?}");
         assert!(a.header("set-cookie").is_none(), "{dest:?}");
@@ -202,10 +206,10 @@ async fn unsubscribe_get_post_and_one_click() {
     with_url.u = Some("https://example.com/preferences".into());
     let redirecting = srv.mint(&mut with_url);
 
-    let a = get(&srv.url(&format!("/u/{plain}"))).await;
+    let a = get(&srv.route_url(TokenType::Unsubscribe, &plain)).await;
     assert_eq!(a.status, 200);
     assert!(String::from_utf8_lossy(&a.body).contains("unsubscribed"));
-    let a = get(&srv.url(&format!("/u/{redirecting}"))).await;
+    let a = get(&srv.route_url(TokenType::Unsubscribe, &redirecting)).await;
     assert_eq!(a.status, 302);
     assert_eq!(
         a.header("location"),
@@ -215,7 +219,7 @@ async fn unsubscribe_get_post_and_one_click() {
     let form = [("content-type", "application/x-www-form-urlencoded")];
     let a = send(
         Method::POST,
-        &srv.url(&format!("/u/{plain}")),
+        &srv.route_url(TokenType::Unsubscribe, &plain),
         &form,
         "List-Unsubscribe=One-Click",
     )
@@ -223,7 +227,7 @@ async fn unsubscribe_get_post_and_one_click() {
     assert_eq!(a.status, 200);
     let a = send(
         Method::POST,
-        &srv.url(&format!("/u/{redirecting}")),
+        &srv.route_url(TokenType::Unsubscribe, &redirecting),
         &form,
         "List-Unsubscribe=One-Click",
     )
@@ -234,14 +238,20 @@ async fn unsubscribe_get_post_and_one_click() {
     );
     let a = send(
         Method::POST,
-        &srv.url(&format!("/u/{plain}")),
+        &srv.route_url(TokenType::Unsubscribe, &plain),
         &form,
         "something=else",
     )
     .await;
     assert_eq!(a.status, 400);
     let big = "x".repeat(10_000);
-    let a = send(Method::POST, &srv.url(&format!("/u/{plain}")), &form, &big).await;
+    let a = send(
+        Method::POST,
+        &srv.route_url(TokenType::Unsubscribe, &plain),
+        &form,
+        &big,
+    )
+    .await;
     assert_eq!(a.status, 413);
     let a = send(
         Method::POST,
@@ -253,7 +263,13 @@ async fn unsubscribe_get_post_and_one_click() {
     assert_eq!(a.status, 404);
     let a = get(&srv.url("/u/garbage")).await;
     assert_eq!(a.status, 404);
-    let a = send(Method::DELETE, &srv.url(&format!("/u/{plain}")), &[], "").await;
+    let a = send(
+        Method::DELETE,
+        &srv.route_url(TokenType::Unsubscribe, &plain),
+        &[],
+        "",
+    )
+    .await;
     assert_eq!(a.status, 405);
 
     let events = srv.stop().await;
@@ -338,12 +354,12 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     let trusted = TestServer::start("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n").await;
     let mut c = claims(TokenType::Open, "c");
     let token = trusted.mint(&mut c);
-    get_with(&trusted.url(&format!("/o/{token}.gif")), &xff).await;
+    get_with(&trusted.route_url(TokenType::Open, &token), &xff).await;
     let events = trusted.stop().await;
     assert_eq!(events[0]["ip"], "198.51.100.0");
 
     let untrusted = TestServer::start("[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n").await;
-    get_with(&untrusted.url(&format!("/o/{token}.gif")), &xff).await;
+    get_with(&untrusted.route_url(TokenType::Open, &token), &xff).await;
     let events = untrusted.stop().await;
     assert_eq!(events[0]["ip"], "127.0.0.0");
 
@@ -351,7 +367,7 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
         "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n[privacy]\nip_anonymization = \"none\"\n",
     )
     .await;
-    get_with(&full.url(&format!("/o/{token}.gif")), &xff).await;
+    get_with(&full.route_url(TokenType::Open, &token), &xff).await;
     let events = full.stop().await;
     assert_eq!(events[0]["ip"], "198.51.100.77");
 }
@@ -535,7 +551,8 @@ async fn every_serving_thread_answers_on_the_one_port() {
     let srv = TestServer::start("[server]\nworker_threads = 3\n").await;
     let mut claims = trackedge::token::Claims::new(TokenType::Open, "threads");
     claims.r = Some("r-1".into());
-    let path = format!("/o/{}.gif", srv.mint(&mut claims));
+    let token = srv.mint(&mut claims);
+    let path = trackedge::router::token_url("", TokenType::Open, &token);
     let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let mut answers = tokio::task::JoinSet::new();
     for _ in 0..30 {
@@ -588,4 +605,29 @@ async fn http2_connections_are_kept_until_idle_not_cut_at_the_head_limit() {
     assert_eq!(again.status(), 200);
     assert!(!conn.is_finished());
     srv.stop().await;
+}
+
+#[tokio::test]
+async fn expiry_follows_the_server_clock() {
+    let clock_ms = Arc::new(std::sync::atomic::AtomicI64::new(1_000_000_000_000));
+    let c2 = clock_ms.clone();
+    let srv = TestServer::start_with_clock(
+        "",
+        Arc::new(move || c2.load(std::sync::atomic::Ordering::Relaxed)),
+    )
+    .await;
+    let mut c = claims(TokenType::Click, "clock");
+    c.u = Some("https://example.com/".into());
+    c.x = Some(1_000_000_060);
+    let url = srv.tracked(&mut c);
+    assert_eq!(get(&url).await.status, 302, "valid a minute before expiry");
+    clock_ms.store(1_000_000_061_000, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        get(&url).await.status,
+        404,
+        "expired once the clock passes x"
+    );
+    let events = srv.stop().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["ts_ms"], 1_000_000_000_000i64);
 }

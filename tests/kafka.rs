@@ -13,21 +13,14 @@ use rdkafka::Timestamp;
 
 use common::kafka::*;
 use common::*;
-use trackedge::sink::spool::SpoolRecord;
+use trackedge::sink::kafka::spool::SpoolRecord;
 use trackedge::token::{Keyring, TokenType};
 
 const TOPIC: &str = "trackedge.events";
 
-fn kafka_toml(bootstrap: &str, spool: &std::path::Path, extra: &str) -> String {
-    format!(
-        "[sink]\nkind = \"kafka\"\n[kafka]\nbrokers = \"{bootstrap}\"\ntopic = \"{TOPIC}\"\nspool_dir = {:?}\nspool_fsync_ms = 50\n{extra}",
-        spool.to_str().unwrap()
-    )
-}
-
 /// A server on the Kafka sink, once readiness says it is delivering.
 async fn ready_kafka_server(bootstrap: &str, spool: &std::path::Path, extra: &str) -> TestServer {
-    let srv = TestServer::start(&kafka_toml(bootstrap, spool, extra)).await;
+    let srv = TestServer::start(&kafka_toml(bootstrap, TOPIC, spool, extra)).await;
     wait_readyz(
         &srv.admin_url("/readyz"),
         "ready\n",
@@ -53,7 +46,8 @@ fn ring() -> Keyring {
 fn open_path(r: &str) -> String {
     let mut c = claims(TokenType::Open, "kafka-test");
     c.r = Some(r.to_owned());
-    format!("/o/{}.gif", ring().sign(&mut c))
+    let token = ring().sign(&mut c);
+    trackedge::router::token_url("", TokenType::Open, &token)
 }
 
 fn keys(msgs: &[OwnedMessage]) -> (HashSet<String>, usize) {
@@ -103,12 +97,7 @@ async fn n_requests_give_exactly_n_records() {
         let r = format!("o-{i}");
         let mut c = claims(TokenType::Open, "spring-sale");
         c.r = Some(r.clone());
-        assert_eq!(
-            get(&srv.url(&format!("/o/{}.gif", srv.mint(&mut c))))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(get(&srv.tracked(&mut c)).await.status, 200);
         expect_keyed.insert(r);
     }
     for i in 0..100 {
@@ -116,22 +105,12 @@ async fn n_requests_give_exactly_n_records() {
         let mut c = claims(TokenType::Click, "spring-sale");
         c.r = Some(r.clone());
         c.u = Some("https://shop.example.com/".into());
-        assert_eq!(
-            get(&srv.url(&format!("/c/{}", srv.mint(&mut c))))
-                .await
-                .status,
-            302
-        );
+        assert_eq!(get(&srv.tracked(&mut c)).await.status, 302);
         expect_keyed.insert(r);
     }
     for _ in 0..50 {
         let mut c = claims(TokenType::Open, "anonymous");
-        assert_eq!(
-            get(&srv.url(&format!("/o/{}.gif", srv.mint(&mut c))))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(get(&srv.tracked(&mut c)).await.status, 200);
     }
     let msgs = consume_async(broker.bootstrap(), 300, 60).await;
     assert_eq!(msgs.len(), 300, "exactly one record per request");
@@ -178,7 +157,7 @@ async fn broker_down_at_start_then_up_delivers_and_empties_the_spool() {
     let port = free_port();
     let bootstrap = format!("127.0.0.1:{port}");
     let spool = dir.path().join("spool");
-    let srv = TestServer::start(&kafka_toml(&bootstrap, &spool, "")).await;
+    let srv = TestServer::start(&kafka_toml(&bootstrap, TOPIC, &spool, "")).await;
     let sent = opens(&srv.url(""), "early", 100).await;
     let why = wait_readyz(
         &srv.admin_url("/readyz"),
@@ -473,7 +452,7 @@ async fn a_missing_topic_is_reported_and_create_topic_creates_it() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Tansu::start(free_port(), "memory://tansu/", dir.path());
     let spool = dir.path().join("spool-a");
-    let srv = TestServer::start(&kafka_toml(&broker.bootstrap(), &spool, "")).await;
+    let srv = TestServer::start(&kafka_toml(&broker.bootstrap(), TOPIC, &spool, "")).await;
     let why = wait_readyz(
         &srv.admin_url("/readyz"),
         "ready, degraded",

@@ -30,11 +30,7 @@ async fn start(
     extra: &str,
 ) -> (TestServer, tempfile::TempDir) {
     let spool = tempfile::tempdir().unwrap();
-    let cfg = format!(
-        "[sink]\nkind = \"kafka\"\n[kafka]\nbrokers = \"{}\"\ntopic = \"{TOPIC}\"\nspool_dir = {:?}\nspool_fsync_ms = 50\n{extra}",
-        m.bootstrap_servers(),
-        spool.path().to_str().unwrap()
-    );
+    let cfg = kafka_toml(&m.bootstrap_servers(), TOPIC, spool.path(), extra);
     let srv = TestServer::start(&cfg).await;
     wait_readyz(
         &srv.admin_url("/readyz"),
@@ -53,7 +49,7 @@ async fn send_opens(srv: &TestServer, prefix: &str, n: usize) -> HashSet<String>
         let r = format!("{prefix}-{i}");
         let mut c = claims(TokenType::Open, "mock");
         c.r = Some(r.clone());
-        let url = srv.url(&format!("/o/{}.gif", srv.mint(&mut c)));
+        let url = srv.tracked(&mut c);
         sent.insert(r);
         tasks.push(tokio::spawn(async move { get(&url).await.status }));
     }

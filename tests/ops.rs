@@ -42,7 +42,7 @@ async fn promtool_accepts_the_metrics() {
     let srv = TestServer::start("").await;
     let mut c = claims(TokenType::Open, "lint");
     c.r = Some("r".into());
-    get(&srv.url(&format!("/o/{}.gif", srv.mint(&mut c)))).await;
+    get(&srv.tracked(&mut c)).await;
     get(&srv.url("/o/bad.gif")).await;
     get(&srv.url("/c/bad")).await;
     get(&srv.url("/nope")).await;

@@ -44,7 +44,11 @@ async fn stats_and_metrics_agree_with_a_known_mix() {
     };
     // 10,000 people open; 2,000 of those opens are fetched again by Gmail's proxy.
     for i in 0..10_000 {
-        let path = format!("/o/{}.gif", mint(TokenType::Open, format!("r-{i}"), None));
+        let path = trackedge::router::token_url(
+            "",
+            TokenType::Open,
+            &mint(TokenType::Open, format!("r-{i}"), None),
+        );
         if i < 2_000 {
             reqs.push(Req {
                 method: Method::GET,
@@ -62,10 +66,8 @@ async fn stats_and_metrics_agree_with_a_known_mix() {
     // sends HEAD for 500 of the hero links.
     for i in 0..3_000 {
         let link = if i < 2_000 { "hero" } else { "footer" };
-        let path = format!(
-            "/c/{}",
-            mint(TokenType::Click, format!("r-{i}"), Some(link))
-        );
+        let token = mint(TokenType::Click, format!("r-{i}"), Some(link));
+        let path = trackedge::router::token_url("", TokenType::Click, &token);
         if i < 500 {
             reqs.push(Req {
                 method: Method::HEAD,
@@ -80,10 +82,8 @@ async fn stats_and_metrics_agree_with_a_known_mix() {
         });
     }
     for i in 0..50 {
-        let path = format!(
-            "/u/{}",
-            mint(TokenType::Unsubscribe, format!("r-{i}"), None)
-        );
+        let token = mint(TokenType::Unsubscribe, format!("r-{i}"), None);
+        let path = trackedge::router::token_url("", TokenType::Unsubscribe, &token);
         reqs.push(Req {
             method: Method::GET,
             path,
@@ -94,7 +94,7 @@ async fn stats_and_metrics_agree_with_a_known_mix() {
     let mut other = claims(TokenType::Open, "autumn");
     reqs.push(Req {
         method: Method::GET,
-        path: format!("/o/{}.gif", srv.mint(&mut other)),
+        path: trackedge::router::token_url("", TokenType::Open, &srv.mint(&mut other)),
         ua: CHROME,
     });
 

@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use metrics::{counter, Counter};
 
 use super::agent::{Classifier, UaVerdict};
 use crate::event::UserAgent;
+use crate::metrics::UA_CACHE_EVICTIONS;
 
 /// Longest User-Agent kept; real ones are a few hundred bytes.
 pub const MAX_UA_BYTES: usize = 512;
@@ -73,42 +75,51 @@ impl UaParser {
 /// Parsed and classified User-Agents by raw string.
 pub struct UaCache {
     parser: UaParser,
-    classifier: Arc<Classifier>,
     map: DashMap<Box<str>, UaInfo, foldhash::fast::RandomState>,
     capacity: usize,
-    /// Times the cache was full and emptied.
-    pub evictions: AtomicU64,
+    /// Times the cache was full and emptied, also counted in
+    /// `trackedge_ua_cache_evictions_total`.
+    evictions: AtomicU64,
+    evictions_total: Counter,
 }
 
 impl UaCache {
-    pub fn new(classifier: Arc<Classifier>, capacity: usize) -> UaCache {
+    pub fn new(capacity: usize) -> UaCache {
         UaCache {
             parser: UaParser::default(),
-            classifier,
             map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             capacity,
             evictions: AtomicU64::new(0),
+            evictions_total: counter!(UA_CACHE_EVICTIONS),
         }
     }
 
-    /// The parsed, classified User-Agent for `raw`.
-    pub fn get(&self, raw: &str) -> UaInfo {
+    /// The parsed User-Agent for `raw`, with what `classifier` makes of it;
+    /// both computed once per distinct string. The cache belongs to one
+    /// classifier: a reload builds a new cache with the new rules.
+    pub fn get(&self, raw: &str, classifier: &Classifier) -> UaInfo {
         let raw = truncate(raw, MAX_UA_BYTES);
         if let Some(hit) = self.map.get(raw) {
             return hit.clone();
         }
         let info = UaInfo {
             ua: self.parser.parse(raw),
-            verdict: self.classifier.ua_verdict(raw),
+            verdict: classifier.ua_verdict(raw),
         };
         if self.capacity > 0 {
             if self.map.len() >= self.capacity {
                 self.map.clear();
                 self.evictions.fetch_add(1, Ordering::Relaxed);
+                self.evictions_total.increment(1);
             }
             self.map.insert(raw.into(), info.clone());
         }
         info
+    }
+
+    /// Times the cache was full and emptied.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
@@ -164,16 +175,16 @@ mod tests {
 
     #[test]
     fn the_cache_is_bounded_and_hits_share_one_parse() {
-        let classifier = Arc::new(Classifier::new(&Config::from_toml("").unwrap().agent));
-        let cache = UaCache::new(classifier, 100);
-        let a = cache.get("Mozilla/5.0 (compatible; Googlebot/2.1)");
-        let b = cache.get("Mozilla/5.0 (compatible; Googlebot/2.1)");
+        let classifier = Classifier::new(&Config::from_toml("").unwrap().agent);
+        let cache = UaCache::new(100);
+        let a = cache.get("Mozilla/5.0 (compatible; Googlebot/2.1)", &classifier);
+        let b = cache.get("Mozilla/5.0 (compatible; Googlebot/2.1)", &classifier);
         assert!(Arc::ptr_eq(&a.ua, &b.ua));
         assert_eq!(a.verdict.unwrap().name.as_deref(), Some("googlebot"));
         for i in 0..1000 {
-            cache.get(&format!("random-{i}"));
+            cache.get(&format!("random-{i}"), &classifier);
         }
         assert!(cache.len() <= 100);
-        assert!(cache.evictions.load(Ordering::Relaxed) >= 9);
+        assert!(cache.evictions() >= 9);
     }
 }

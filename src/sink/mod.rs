@@ -1,25 +1,20 @@
 //! Where accepted events go, behind one trait so the request path never
-//! knows which sink it feeds.
+//! knows which sink it feeds: [`writer`] (a file or stdout), [`kafka`]
+//! (with its disk spool), both fed through the bounded [`queue`].
 //!
 //! Contract for every sink: `submit` never blocks or awaits; every event it
 //! is given is counted as accepted and ends up either delivered or dropped
 //! with a reason (`accepted = delivered + dropped + pending`); `shutdown`
 //! flushes everything accepted before it returns.
 
-use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
-
-use metrics::{counter, Counter};
 
 use crate::config::{Config, SinkKind};
 use crate::event::Event;
-use crate::metrics::{EVENTS_ACCEPTED, EVENTS_DROPPED};
 
 pub mod kafka;
-pub mod spool;
+pub mod queue;
 pub mod writer;
 
 /// What readiness says of a sink.
@@ -44,100 +39,6 @@ pub trait Sink: Send + Sync {
     /// Delivers or accounts for every accepted event, waiting at most
     /// `timeout`. Blocking: call it off the async runtime.
     fn shutdown(&self, timeout: Duration);
-}
-
-/// A sink thread naps this long after each batch so events gather in its
-/// queue meanwhile: a consumer parked in `recv` costs every sender a futex
-/// wake-up (a system call and a context switch per event under load); one
-/// that naps does not.
-const COALESCE: Duration = Duration::from_millis(1);
-
-/// A sink thread's loop: waits for a message, takes what else is queued (at
-/// most `max` in all), hands the batch to `handle`, then naps [`COALESCE`]
-/// while the next batch gathers. Ends when `handle` breaks or every sender
-/// is gone.
-pub(crate) fn in_batches<M>(
-    rx: &Receiver<M>,
-    max: usize,
-    mut handle: impl FnMut(&mut Vec<M>) -> ControlFlow<()>,
-) {
-    let mut batch = Vec::with_capacity(max);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < max {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
-        if handle(&mut batch).is_break() {
-            return;
-        }
-        batch.clear();
-        std::thread::sleep(COALESCE);
-    }
-}
-
-/// The request path's side of a bounded queue in front of a sink thread:
-/// counts every event accepted, and every one it cannot queue as dropped
-/// with the reason.
-pub(crate) struct Intake<M> {
-    tx: SyncSender<M>,
-    /// Events queued or being handled by the thread; it calls [`Self::settled`].
-    pending: Arc<AtomicUsize>,
-    closed: AtomicBool,
-    /// `trackedge_events_accepted_total`, kept: it is counted per request.
-    accepted: OnceLock<Counter>,
-}
-
-impl<M> Intake<M> {
-    /// A queue of `capacity` messages and the receiver the thread drains.
-    pub fn new(capacity: usize) -> (Intake<M>, Receiver<M>) {
-        let (tx, rx) = mpsc::sync_channel(capacity);
-        let intake = Intake {
-            tx,
-            pending: Arc::new(AtomicUsize::new(0)),
-            closed: AtomicBool::new(false),
-            accepted: OnceLock::new(),
-        };
-        (intake, rx)
-    }
-
-    /// Queues one event's message without waiting.
-    pub fn offer(&self, msg: M) {
-        self.accepted
-            .get_or_init(|| counter!(EVENTS_ACCEPTED))
-            .increment(1);
-        if self.closed.load(Ordering::Relaxed) {
-            counter!(EVENTS_DROPPED, "reason" => "shutdown").increment(1);
-            return;
-        }
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.tx.try_send(msg) {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-            let reason = match e {
-                TrySendError::Full(_) => "queue_full",
-                TrySendError::Disconnected(_) => "shutdown",
-            };
-            counter!(EVENTS_DROPPED, "reason" => reason).increment(1);
-        }
-    }
-
-    /// The counter the thread lowers as it delivers or drops events.
-    pub fn pending_counter(&self) -> Arc<AtomicUsize> {
-        self.pending.clone()
-    }
-
-    pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Relaxed)
-    }
-
-    /// Refuses events from now on and sends `last` behind every queued
-    /// one, waiting for room; false when the thread is gone.
-    pub fn close(&self, last: M) -> bool {
-        self.closed.store(true, Ordering::Relaxed);
-        self.tx.send(last).is_ok()
-    }
 }
 
 /// Builds the sink the configuration names.

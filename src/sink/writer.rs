@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use metrics::counter;
 
-use super::{in_batches, Health, Intake, Sink};
+use super::queue::{in_batches, Intake};
+use super::{Health, Sink};
 use crate::event::Event;
-use crate::metrics::{EVENTS_DELIVERED, EVENTS_DROPPED};
+use crate::metrics::{dropped, DropReason, EVENTS_DELIVERED};
 
 /// Events encoded and written per system call at most.
 const BATCH: usize = 1024;
@@ -172,7 +173,7 @@ fn write_loop(mut target: Target, rx: Receiver<Msg>, shared: &Shared) {
         if write_all(&mut target, &buf, shared, deadline) {
             counter!(EVENTS_DELIVERED).increment(n as u64);
         } else {
-            counter!(EVENTS_DROPPED, "reason" => "io_error").increment(n as u64);
+            dropped(DropReason::IoError, n as u64);
         }
         shared.pending.fetch_sub(n, Ordering::Relaxed);
         buf.clear();

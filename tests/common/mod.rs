@@ -43,6 +43,11 @@ impl TestServer {
     /// Starts a server with the test key, a file sink in a temp dir, and
     /// `extra` TOML merged over that.
     pub async fn start(extra: &str) -> TestServer {
+        Self::start_with_clock(extra, Arc::new(trackedge::now_ms)).await
+    }
+
+    /// As [`TestServer::start`], with the server's time read from `clock`.
+    pub async fn start_with_clock(extra: &str, clock: trackedge::app::Clock) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let events_path = dir.path().join("events.ndjson");
         let base = format!(
@@ -55,8 +60,8 @@ impl TestServer {
         trackedge::metrics::install();
         let keys = Keyring::new(&cfg.effective_keys());
         let sink = trackedge::sink::from_config(&cfg).unwrap();
-        let app = Arc::new(App::new(cfg, sink).expect("app starts"));
-        let threads = trackedge::server::worker_count(&app.cfg.server);
+        let app = Arc::new(App::with_clock(cfg, sink, clock).expect("app starts"));
+        let threads = trackedge::server::worker_count(app.server_config());
         let public =
             trackedge::server::bind_public("127.0.0.1:0".parse().unwrap(), threads).unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -90,6 +95,17 @@ impl TestServer {
         self.keys.sign(claims)
     }
 
+    /// The public URL carrying `token` on the route of type `t`.
+    pub fn route_url(&self, t: TokenType, token: &str) -> String {
+        trackedge::router::token_url(&self.url(""), t, token)
+    }
+
+    /// Mints `claims` and returns the URL of its route.
+    pub fn tracked(&self, claims: &mut Claims) -> String {
+        let token = self.mint(claims);
+        self.route_url(claims.t, &token)
+    }
+
     /// Stops the server (graceful shutdown, sink flushed) and returns every
     /// event it wrote, parsed.
     pub async fn stop(mut self) -> Vec<Value> {
@@ -109,6 +125,20 @@ pub fn read_events(path: &std::path::Path) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
         .collect()
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    trackedge::now_ms() / 1000
+}
+
+/// The `[sink]` and `[kafka]` config of a Kafka-sink server on `brokers`,
+/// spooling to `spool`, with `extra` TOML after.
+pub fn kafka_toml(brokers: &str, topic: &str, spool: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[sink]\nkind = \"kafka\"\n[kafka]\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\nspool_dir = {:?}\nspool_fsync_ms = 50\n{extra}",
+        spool.to_str().unwrap()
+    )
 }
 
 /// A claims payload for route `t` in campaign `c`.

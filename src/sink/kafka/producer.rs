@@ -1,0 +1,436 @@
+//! The producing side: librdkafka's settings and callbacks, the thread that
+//! feeds it from the intake, and the record format (key, CloudEvents
+//! headers, delivery tags).
+
+use std::borrow::Cow;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use metrics::{counter, gauge, Counter};
+use rdkafka::client::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+
+use super::spool::SpoolRecord;
+use super::spool_writer::SpoolMsg;
+use super::Shared;
+use crate::config::KafkaConfig;
+use crate::event::Event;
+use crate::metrics::{
+    dropped, DropReason, EVENTS_DELIVERED, KAFKA_BROKERS_UP, KAFKA_QUEUE, KAFKA_TX_ERRORS,
+};
+use crate::sink::queue::in_batches;
+
+/// Events the producing thread takes from the intake per batch.
+const FEED_BATCH: usize = 1024;
+
+/// The producer settings, each with its reason; `kafka.librdkafka` entries
+/// override them.
+pub fn producer_defaults(cfg: &KafkaConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("bootstrap.servers", cfg.brokers.clone()),
+        ("client.id", "trackedge".into()),
+        // An event is only delivered once every in-sync replica has it.
+        ("acks", "all".into()),
+        // Retries never duplicate or reorder a recipient's events.
+        ("enable.idempotence", "true".into()),
+        // Cheap on CPU, and event JSON compresses well.
+        ("compression.codec", "lz4".into()),
+        // Small batches of 20 ms cost little latency nobody waits for.
+        ("linger.ms", "20".into()),
+        // The producer's queue is bounded (16 MiB: a second of heavy
+        // traffic; the process stays small): beyond it events go to the spool.
+        ("queue.buffering.max.messages", "50000".into()),
+        ("queue.buffering.max.kbytes", "16384".into()),
+        // A record not delivered within 10 s goes to the spool, so an outage
+        // moves events to disk quickly instead of holding them in memory.
+        ("message.timeout.ms", cfg.message_timeout_ms.to_string()),
+        // Statistics feed the Prometheus gauges every second.
+        ("statistics.interval.ms", "1000".into()),
+        ("socket.keepalive.enable", "true".into()),
+        ("reconnect.backoff.max.ms", "1000".into()),
+    ]
+}
+
+/// Which record a delivery report is about: a live event, or a record of a
+/// replayed spool segment (its sequence number and the replay attempt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    Live,
+    Replayed { seq: u64, generation: u16 },
+}
+
+impl Tag {
+    /// The opaque word librdkafka carries: 0 for live records, `seq << 16 |
+    /// generation` for replayed ones (generations start at 1, so a replayed
+    /// record never packs to 0).
+    pub fn pack(self) -> usize {
+        match self {
+            Tag::Live => 0,
+            Tag::Replayed { seq, generation } => {
+                debug_assert!(generation != 0, "generation 0 would read as live");
+                ((seq as usize) << 16) | generation as usize
+            }
+        }
+    }
+
+    pub fn unpack(opaque: usize) -> Tag {
+        if opaque == 0 {
+            return Tag::Live;
+        }
+        Tag::Replayed {
+            seq: (opaque >> 16) as u64,
+            generation: (opaque & 0xffff) as u16,
+        }
+    }
+}
+
+/// The next replay generation after `g`, skipping 0 (see [`Tag::pack`]).
+pub fn next_generation(g: u16) -> u16 {
+    match g.wrapping_add(1) {
+        0 => 1,
+        n => n,
+    }
+}
+
+/// Errors after which an idempotent producer's id or epoch is no good: the
+/// broker has fenced it or lost its state. Only a new producer recovers.
+pub fn breaks_producer(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+        )
+    )
+}
+
+/// Errors that retrying will never fix: the record is dropped and counted.
+pub fn is_permanent(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
+}
+
+/// Failures our own shutdown or producer swap caused: they say nothing of
+/// Kafka's health.
+fn is_purge(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+    )
+}
+
+/// librdkafka's callbacks.
+pub struct Ctx {
+    shared: Arc<Shared>,
+    spool_tx: SyncSender<SpoolMsg>,
+    /// `trackedge_events_delivered_total`, kept: it is counted per record.
+    delivered: OnceLock<Counter>,
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, s: Statistics) {
+        gauge!(KAFKA_QUEUE).set(s.msg_cnt as f64);
+        let up = s.brokers.values().filter(|b| b.state == "UP").count();
+        gauge!(KAFKA_BROKERS_UP).set(up as f64);
+        let txerrs: u64 = s.brokers.values().map(|b| b.txerrs).sum();
+        gauge!(KAFKA_TX_ERRORS).set(txerrs as f64);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.shared
+                .link
+                .set_degraded(format!("all brokers down: {reason}"));
+        } else {
+            tracing::debug!(%error, reason, "librdkafka error");
+        }
+    }
+
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _fac: &str, _msg: &str) {
+        // librdkafka repeats connection errors at every retry; the states
+        // that matter reach the error callback and readiness instead.
+    }
+}
+
+impl ProducerContext for Ctx {
+    /// A packed [`Tag`].
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let tag = Tag::unpack(opaque);
+        let ok = match result {
+            Ok(_) => {
+                self.delivered
+                    .get_or_init(|| counter!(EVENTS_DELIVERED))
+                    .increment(1);
+                true
+            }
+            Err((e, _)) if is_permanent(e.rdkafka_error_code()) => {
+                dropped(DropReason::Rejected, 1);
+                tracing::error!(error = %e, "kafka rejected an event for good; dropped");
+                true
+            }
+            Err((e, msg)) => {
+                let code = e.rdkafka_error_code();
+                if !is_purge(code) {
+                    self.shared
+                        .link
+                        .set_degraded(format!("delivery failed: {e}"));
+                }
+                if breaks_producer(code) {
+                    self.shared
+                        .link
+                        .producer_broken
+                        .store(true, Ordering::Relaxed);
+                }
+                // A replayed record that fails is not spooled again: it is
+                // still in its segment, which stays until one replay
+                // delivers all of it.
+                if tag == Tag::Live {
+                    self.spool_message(msg);
+                }
+                false
+            }
+        };
+        if let Tag::Replayed { seq, generation } = tag {
+            self.shared.replay.settle(seq, generation, ok);
+        }
+    }
+}
+
+impl Ctx {
+    pub fn new(shared: Arc<Shared>, spool_tx: SyncSender<SpoolMsg>) -> Ctx {
+        Ctx {
+            shared,
+            spool_tx,
+            delivered: OnceLock::new(),
+        }
+    }
+
+    /// Hands an undelivered live record to the spool thread.
+    fn spool_message(&self, msg: &rdkafka::message::BorrowedMessage<'_>) {
+        let rec = SpoolRecord {
+            ts_ms: msg.timestamp().to_millis().unwrap_or(0),
+            key: msg.key().unwrap_or_default().to_vec(),
+            headers: msg
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            payload: msg.payload().unwrap_or_default().to_vec(),
+        };
+        self.shared.spool.queued.fetch_add(1, Ordering::Relaxed);
+        // Blocking is fine here: this is librdkafka's callback thread,
+        // never a request.
+        if self.spool_tx.send(SpoolMsg::Record(Box::new(rec))).is_err() {
+            self.shared.spool.queued.fetch_sub(1, Ordering::Relaxed);
+            dropped(DropReason::Shutdown, 1);
+        }
+    }
+}
+
+/// The producer, replaceable after a fatal error without a lock on the
+/// request path.
+pub type SharedProducer = Arc<ArcSwap<ThreadedProducer<Ctx>>>;
+
+/// What the request path queues for the producing thread. Boxed, as in the
+/// file sink's queue: a slot is 16 bytes, not 528.
+pub enum Feed {
+    Event(Box<Event>),
+    /// Everything before this is produced or spooled: acknowledge and stop.
+    Close(SyncSender<()>),
+}
+
+/// The producing thread: takes queued events in batches, produces them, or
+/// spools what Kafka cannot take.
+pub struct Feeder {
+    pub producer: SharedProducer,
+    pub topic: String,
+    /// CloudEvents `ce_source`.
+    pub source: String,
+    pub shared: Arc<Shared>,
+    pub spool_tx: SyncSender<SpoolMsg>,
+    /// The intake's count of events not yet produced or spooled.
+    pub pending: Arc<AtomicUsize>,
+}
+
+impl Feeder {
+    pub fn run(self, rx: Receiver<Feed>) {
+        in_batches(&rx, FEED_BATCH, |batch| {
+            let mut close = None;
+            for msg in batch.drain(..) {
+                match msg {
+                    Feed::Event(event) => {
+                        self.produce(&event);
+                        self.pending.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    Feed::Close(ack) => close = Some(ack),
+                }
+            }
+            match close {
+                Some(ack) => {
+                    let _ = ack.send(());
+                    ControlFlow::Break(())
+                }
+                None => ControlFlow::Continue(()),
+            }
+        });
+    }
+
+    fn produce(&self, event: &Event) {
+        let payload = event.to_json();
+        let key = record_key(event);
+        let headers = cloudevent_headers(event, &self.source);
+        if !self.shared.link.is_degraded() {
+            let h = owned_headers(headers.iter().map(|(k, v)| (*k, v.as_bytes())));
+            let rec = BaseRecord::with_opaque_to(&self.topic, Tag::Live.pack())
+                .key(key.as_bytes())
+                .payload(&payload[..])
+                .timestamp(event.ts_ms)
+                .headers(h);
+            match self.producer.load().send(rec) {
+                Ok(()) => return,
+                Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {}
+                Err((e, _)) => self
+                    .shared
+                    .link
+                    .set_degraded(format!("produce failed: {e}")),
+            }
+        }
+        self.to_spool(SpoolRecord {
+            ts_ms: event.ts_ms,
+            key: key.into_owned().into_bytes(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.into_owned().into_bytes()))
+                .collect(),
+            payload,
+        });
+    }
+
+    fn to_spool(&self, rec: SpoolRecord) {
+        let queued = &self.shared.spool.queued;
+        queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.spool_tx.try_send(SpoolMsg::Record(Box::new(rec))) {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            dropped(
+                match e {
+                    TrySendError::Full(_) => DropReason::SpoolQueueFull,
+                    TrySendError::Disconnected(_) => DropReason::Shutdown,
+                },
+                1,
+            );
+        }
+    }
+}
+
+/// librdkafka headers from name/value pairs.
+pub fn owned_headers<'a>(
+    pairs: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>,
+) -> OwnedHeaders {
+    let mut h = OwnedHeaders::new_with_capacity(pairs.len());
+    for (key, value) in pairs {
+        h = h.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    h
+}
+
+/// The CloudEvents binary-mode headers of an event. Only the id and the
+/// time are formatted per event; the rest are borrowed.
+pub fn cloudevent_headers<'a>(event: &Event, source: &'a str) -> [(&'static str, Cow<'a, str>); 6] {
+    let time = UNIX_EPOCH + Duration::from_millis(event.ts_ms.max(0) as u64);
+    [
+        ("ce_specversion", Cow::Borrowed("1.0")),
+        ("ce_id", Cow::Owned(event.event_id.to_string())),
+        ("ce_type", Cow::Borrowed(event.kind.cloudevent_type())),
+        ("ce_source", Cow::Borrowed(source)),
+        (
+            "ce_time",
+            Cow::Owned(humantime::format_rfc3339_millis(time).to_string()),
+        ),
+        ("content-type", Cow::Borrowed("application/json")),
+    ]
+}
+
+/// The record key: the recipient, so each recipient's events stay in
+/// order on one partition; else the event id.
+pub fn record_key(event: &Event) -> Cow<'_, str> {
+    match &event.recipient {
+        Some(r) => Cow::Borrowed(r),
+        None => Cow::Owned(event.event_id.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventType;
+
+    #[test]
+    fn tags_round_trip_and_never_collide_with_live() {
+        assert_eq!(Tag::unpack(Tag::Live.pack()), Tag::Live);
+        for (seq, generation) in [(0, 1), (1, 1), (7, 0xffff), (1 << 30, 42)] {
+            let t = Tag::Replayed { seq, generation };
+            assert_ne!(t.pack(), 0, "{t:?}");
+            assert_eq!(Tag::unpack(t.pack()), t);
+        }
+        // Segment 0's replays stay replays even after the generation wraps.
+        let mut g = 0xfffe;
+        for _ in 0..4 {
+            g = next_generation(g);
+            assert_ne!(g, 0);
+        }
+    }
+
+    #[test]
+    fn error_rules() {
+        use RDKafkaErrorCode as E;
+        for c in [E::MessageSizeTooLarge, E::InvalidRecord] {
+            assert!(is_permanent(Some(c)) && !breaks_producer(Some(c)));
+        }
+        for c in [E::ProducerFenced, E::OutOfOrderSequenceNumber] {
+            assert!(breaks_producer(Some(c)) && !is_permanent(Some(c)));
+        }
+        // Outages are retried, never dropped.
+        for c in [E::MessageTimedOut, E::AllBrokersDown, E::QueueFull] {
+            assert!(!is_permanent(Some(c)) && !breaks_producer(Some(c)));
+        }
+        assert!(is_purge(Some(E::PurgeQueue)) && !is_purge(Some(E::MessageTimedOut)));
+    }
+
+    #[test]
+    fn records_are_keyed_by_recipient_with_cloudevent_headers() {
+        let mut ev = Event::new(EventType::Click, 1_763_942_400_123, "GET");
+        assert_eq!(record_key(&ev), ev.event_id.to_string());
+        ev.recipient = Some("r-42".into());
+        assert_eq!(record_key(&ev), "r-42");
+        let h = cloudevent_headers(&ev, "https://t.example.com");
+        let get = |k: &str| h.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+        assert_eq!(get("ce_type"), "trackedge.click.v1");
+        assert_eq!(get("ce_time"), "2025-11-24T00:00:00.123Z");
+        assert_eq!(get("ce_id"), ev.event_id.to_string());
+    }
+}
