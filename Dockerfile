@@ -1,12 +1,30 @@
 # trackedge: release build with the bundled librdkafka, slim non-root runtime.
-#   docker build -t trackedge .
-#   docker run -p 8080:8080 -p 9464:9464 trackedge
+#
+#   docker build -t trackedge:0.1.0 .
+#
+# The image listens on all interfaces, so it will not start on the public
+# development key: with no `signing.keys` it exits 64 naming that key. Give
+# it a secret of your own (make one with `trackedge gen-key`) as a file and
+# point a key entry at it:
+#
+#   docker run -p 8080:8080 -p 9464:9464 \
+#     -v "$PWD/k1.secret:/run/secrets/trackedge-key:ro" \
+#     -e TRACKEDGE_SIGNING__KEYS='[{id="k1",secret_file="/run/secrets/trackedge-key"}]' \
+#     trackedge:0.1.0
+#
+# deploy/compose.yaml does this with a Docker secret; the Kubernetes
+# manifests in deploy/kubernetes/ mount a Secret the same way.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY config ./config
 COPY benches ./benches
+# TODO(lead): if the binary embeds files from another directory (agent
+# rules, say), COPY that directory here too. A `COPY` of a directory that
+# does not exist fails the build, so add the line together with the files.
+# Note that `/data` is in .gitignore and .dockerignore (it holds local event
+# files and the spool), so it cannot carry files the build needs.
 RUN cargo build --release --locked --bin trackedge
 
 FROM debian:bookworm-slim
@@ -19,8 +37,12 @@ COPY --from=build /src/target/release/trackedge /usr/local/bin/trackedge
 COPY config/trackedge.toml /etc/trackedge/trackedge.toml
 # Events, spool and any relative paths live here.
 WORKDIR /var/lib/trackedge
-# Probes and scrapes come from outside the container.
-ENV TRACKEDGE_SERVER__ADMIN_LISTEN=0.0.0.0:9464
+# Requests, probes and scrapes all come from outside the container, so both
+# listeners bind every interface (the built-in defaults are loopback only).
+# Keep the admin port off the public network all the same; beyond loopback,
+# /stats answers only with server.admin_token (probes and /metrics stay open).
+ENV TRACKEDGE_SERVER__LISTEN=0.0.0.0:8080 \
+    TRACKEDGE_SERVER__ADMIN_LISTEN=0.0.0.0:9464
 USER 10001
 EXPOSE 8080 9464
 STOPSIGNAL SIGTERM

@@ -1,7 +1,9 @@
-//! The admin listener (SPEC §4): metrics and health probes.
+//! The admin listener (contract §4): metrics and health probes.
 //!
 //! Kept off the public listener so probes and scrapes never compete with
 //! tracking traffic and are never exposed to the internet by default.
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -23,11 +25,14 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
     r
 }
 
-/// Whether the request carries the configured admin token, if one is set.
-fn authorized<B>(app: &App, req: &Request<B>) -> bool {
+/// Whether the request may read `/stats`: it carries the configured admin
+/// token; or, with no token configured, it comes from loopback. Campaign
+/// counts are business data: on a pod address (where probes need the admin
+/// listener) the whole cluster could otherwise read them.
+fn authorized<B>(app: &App, req: &Request<B>, peer: SocketAddr) -> bool {
     let want = app.server_config().admin_token.0.as_bytes();
     if want.is_empty() {
-        return true;
+        return peer.ip().to_canonical().is_loopback();
     }
     let got = req
         .headers()
@@ -44,13 +49,14 @@ fn json(status: StatusCode, v: &impl serde::Serialize) -> Response<Body> {
 }
 
 /// `/stats` and `/stats/campaigns/{campaign}`.
-fn stats<B>(app: &App, req: &Request<B>, path: &str) -> Response<Body> {
-    if !authorized(app, req) {
-        let mut r = text(
-            StatusCode::UNAUTHORIZED,
-            "text/plain; charset=utf-8",
-            "a bearer token is required\n",
-        );
+fn stats<B>(app: &App, req: &Request<B>, path: &str, peer: SocketAddr) -> Response<Body> {
+    if !authorized(app, req, peer) {
+        let msg = if app.server_config().admin_token.0.is_empty() {
+            "set server.admin_token to read stats from beyond loopback\n"
+        } else {
+            "a bearer token is required\n"
+        };
+        let mut r = text(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", msg);
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"trackedge\""),
@@ -75,7 +81,7 @@ fn stats<B>(app: &App, req: &Request<B>, path: &str) -> Response<Body> {
 }
 
 /// Answers one admin request.
-pub fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
+pub fn handle<B>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         let mut r = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -89,6 +95,7 @@ pub fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
     match req.uri().path() {
         "/metrics" => {
             metrics::gauge!(SINK_QUEUE).set(app.sink().pending() as f64);
+            health::sink_note(app.sink().as_ref());
             metrics::gauge!(STATS_CAMPAIGNS).set(app.stats().len() as f64);
             metrics::gauge!(UA_CACHE_ENTRIES).set(app.live().enricher.ua_cache_len() as f64);
             let body = crate::metrics::install().render();
@@ -114,7 +121,7 @@ pub fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
                 ),
             }
         }
-        p if p == "/stats" || p.starts_with("/stats/campaigns/") => stats(app, &req, p),
+        p if p == "/stats" || p.starts_with("/stats/campaigns/") => stats(app, &req, p, peer),
         _ => text(
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",

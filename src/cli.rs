@@ -1,4 +1,4 @@
-//! The `trackedge` command line (SPEC §7).
+//! The `trackedge` command line (contract §7).
 //!
 //! Exit codes: 0 ok, 64 bad usage or config, 1 runtime failure (an invalid
 //! token given to `verify` included).
@@ -109,6 +109,10 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format);
+    if let Command::GenKey = cli.command {
+        // Needs no configuration: it makes the secret a configuration lacks.
+        return finish(gen_key());
+    }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -117,7 +121,7 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve => serve(cfg),
+        Command::Serve => serve(cfg, cli.config),
         Command::Sign {
             kind,
             campaign,
@@ -143,24 +147,13 @@ pub fn main() -> ExitCode {
             sign(&cfg, req).map(|u| println!("{u}"))
         }
         Command::Verify { input } => verify(&cfg, &input),
-        Command::CheckConfig => {
-            if cfg.uses_dev_key() {
-                eprintln!("warning: signing.keys is empty; the public development key is in use");
-            }
-            print!("{}", cfg.to_redacted_toml());
-            Ok(())
-        }
-        Command::GenKey => {
-            let mut key = [0u8; 32];
-            match getrandom::fill(&mut key) {
-                Ok(()) => {
-                    println!("{}", URL_SAFE_NO_PAD.encode(key));
-                    Ok(())
-                }
-                Err(e) => Err(Failure::Runtime(format!("no randomness available: {e}"))),
-            }
-        }
+        Command::CheckConfig => check_config(&cfg),
+        Command::GenKey => gen_key(),
     };
+    finish(result)
+}
+
+fn finish(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(m)) => {
@@ -199,7 +192,79 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn serve(cfg: Config) -> Result<(), Failure> {
+fn gen_key() -> Result<(), Failure> {
+    let mut key = [0u8; 32];
+    match getrandom::fill(&mut key) {
+        Ok(()) => {
+            println!("{}", URL_SAFE_NO_PAD.encode(key));
+            Ok(())
+        }
+        Err(e) => Err(Failure::Runtime(format!("no randomness available: {e}"))),
+    }
+}
+
+/// Checks what `serve` would, short of binding: the configuration loaded
+/// (secret files read), the development key's listener, the GeoIP
+/// databases, the Kafka client settings. Prints the effective config.
+fn check_config(cfg: &Config) -> Result<(), Failure> {
+    cfg.check_serve()
+        .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
+    crate::enrich::geo::GeoIp::open(&cfg.geoip)
+        .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
+    if cfg.sink.kind == crate::config::SinkKind::Kafka {
+        crate::sink::kafka::client_config(&cfg.kafka)
+            .create::<rdkafka::producer::BaseProducer>()
+            .map_err(|e| {
+                Failure::Usage(format!(
+                    "bad configuration: kafka client settings (kafka.librdkafka): {e}"
+                ))
+            })?;
+    }
+    if cfg.uses_dev_key() {
+        eprintln!("warning: signing.keys is empty; the public development key is in use");
+    }
+    print!("{}", cfg.to_redacted_toml());
+    Ok(())
+}
+
+/// Start-up warnings for settings that work but will surprise.
+fn warn_about(cfg: &Config) {
+    if cfg.uses_dev_key() {
+        tracing::warn!(
+            "!!! signing.keys is empty: using the PUBLIC development key (loopback only). Anyone can mint valid links. \
+             Set signing.keys (make a secret with `trackedge gen-key`) before real use. !!!"
+        );
+    }
+    if cfg.cookie.secure
+        && cfg.server.public_url.scheme() == "http"
+        && !matches!(
+            cfg.server.public_url.host_str(),
+            Some("localhost" | "127.0.0.1" | "[::1]")
+        )
+    {
+        tracing::warn!(
+            public_url = %cfg.server.public_url,
+            "cookie.secure is true but server.public_url is plain http: browsers drop secure cookies \
+             off localhost, so visitor ids and opt-outs would silently not stick; serve https"
+        );
+    }
+    let admin = cfg.server.admin_listen;
+    if !admin.ip().is_loopback() {
+        if cfg.server.admin_token.0.is_empty() {
+            tracing::warn!(
+                %admin,
+                "the admin listener is reachable beyond loopback and server.admin_token is empty: \
+                 /stats answers loopback clients only; probes and /metrics stay open"
+            );
+        } else {
+            tracing::info!(%admin, "/stats requires server.admin_token; probes and /metrics stay open");
+        }
+    }
+}
+
+fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
+    cfg.check_serve()
+        .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
     // Requests are served on threads of their own (server::run); this
     // runtime has the admin listener, signals and the GeoIP watcher.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -208,12 +273,7 @@ fn serve(cfg: Config) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
     rt.block_on(async move {
         crate::metrics::install();
-        if cfg.uses_dev_key() {
-            tracing::warn!(
-                "!!! signing.keys is empty: using the PUBLIC development key. Anyone can mint valid links. \
-                 Set signing.keys (make a secret with `trackedge gen-key`) before real use. !!!"
-            );
-        }
+        warn_about(&cfg);
         let sink = crate::sink::from_config(&cfg).map_err(|e| Failure::Runtime(format!("{e:#}")))?;
         let public = crate::server::bind_public(cfg.server.listen, crate::server::worker_count(&cfg.server))
             .map_err(|e| Failure::Runtime(format!("server.listen {}: {e}", cfg.server.listen)))?;
@@ -226,7 +286,7 @@ fn serve(cfg: Config) -> Result<(), Failure> {
         if let Ok(addr) = admin.local_addr() {
             tracing::info!(listener = "admin", addr = %addr, "listener bound");
         }
-        tracing::info!(sink = ?cfg.sink.kind, version = crate::VERSION, "trackedge starting");
+        tracing::info!(sink = ?cfg.sink.kind, version = crate::VERSION, node = %crate::node_name(), "trackedge starting");
         let app = match App::new(cfg, sink.clone()) {
             Ok(app) => Arc::new(app),
             Err(e) => {
@@ -234,7 +294,8 @@ fn serve(cfg: Config) -> Result<(), Failure> {
                 return Err(Failure::Usage(format!("bad configuration: {e}")));
             }
         };
-        app.live().enricher.geo().clone().spawn_watcher();
+        crate::reload::spawn(app.clone(), config_path)
+            .map_err(|e| Failure::Runtime(format!("cannot watch for SIGHUP: {e}")))?;
         crate::server::run(app, public, admin, shutdown_signal())
             .await
             .map_err(|e| Failure::Runtime(format!("{e:#}")))?;

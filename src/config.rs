@@ -72,6 +72,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace_ms: u64,
+    /// How long the sink may then take to deliver or spool what it holds.
+    /// With `shutdown_grace_ms` it must fit the orchestrator's grace period
+    /// (Kubernetes: 30 s by default).
+    pub flush_timeout_ms: u64,
     /// Bearer token `/stats` requires; empty: none.
     pub admin_token: Secret,
     /// Threads serving the public listener, each with its own runtime and
@@ -91,8 +95,18 @@ pub struct SigningConfig {
 pub struct SigningKey {
     /// Carried in the token's `k` so verification picks the right secret.
     pub id: String,
-    /// HMAC-SHA256 secret; redacted wherever the config is printed.
-    pub secret: Secret,
+    /// HMAC-SHA256 secret; redacted wherever the config is printed. Filled
+    /// from `secret_file` at load when that is given instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// A file holding the secret (a mounted Kubernetes Secret, say); one
+    /// trailing newline is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// Verifies but never signs: how a new key reaches every node of a
+    /// fleet before any node signs with it.
+    #[serde(default)]
+    pub verify_only: bool,
 }
 
 /// A string that never prints: `Debug` and `Serialize` show `<redacted>`.
@@ -160,7 +174,7 @@ pub struct KafkaConfig {
     pub librdkafka: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeoIpConfig {
     /// City database path; empty disables city/country lookups.
@@ -281,6 +295,23 @@ pub struct ClickConfig {
     pub fallback_url: String,
 }
 
+/// Environment overrides: only `TRACKEDGE_<SECTION>__<KEY>` variables.
+/// Others that merely start with the prefix, such as the
+/// `TRACKEDGE_SERVICE_HOST` and `TRACKEDGE_PORT` Kubernetes injects for a
+/// Service named `trackedge`, are not configuration and are ignored.
+fn env_overrides() -> Env {
+    for (k, _) in std::env::vars_os() {
+        if let Some(k) = k.to_str() {
+            if k.starts_with(ENV_PREFIX) && !k.contains("__") {
+                tracing::debug!(variable = k, "ignored: not TRACKEDGE_<SECTION>__<KEY>");
+            }
+        }
+    }
+    Env::prefixed(ENV_PREFIX)
+        .filter(|k| k.as_str().contains("__"))
+        .split("__")
+}
+
 /// A configuration that cannot be used, with the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -312,7 +343,7 @@ impl Config {
             None if Path::new(DEFAULT_PATH).exists() => fig = fig.merge(Toml::file(DEFAULT_PATH)),
             None => {}
         }
-        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        fig = fig.merge(env_overrides());
         Self::extract(fig)
     }
 
@@ -332,13 +363,56 @@ impl Config {
     }
 
     fn extract(fig: Figment) -> Result<Config, ConfigError> {
-        let cfg: Config = fig.extract().map_err(|e| {
+        let mut cfg: Config = fig.extract().map_err(|e| {
             // figment names the key path ("server.listen") in each error.
             let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
             ConfigError::Parse(msgs.join("; "))
         })?;
+        cfg.read_secret_files()?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Reads each key's `secret_file` into its `secret`.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        for (i, k) in self.signing.keys.iter_mut().enumerate() {
+            let Some(path) = &k.secret_file else { continue };
+            if k.secret.is_some() {
+                return Err(invalid(
+                    format!("signing.keys[{i}]"),
+                    format!("key {:?} has both secret and secret_file; give one", k.id),
+                ));
+            }
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    format!("signing.keys[{i}].secret_file"),
+                    format!("key {:?}: cannot read {}: {e}", k.id, path.display()),
+                )
+            })?;
+            let secret = text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text);
+            k.secret = Some(Secret(secret.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Refuses what `serve` must not run with, beyond what [`Config::validate`]
+    /// checks: the public development key on a listener others can reach.
+    pub fn check_serve(&self) -> Result<(), ConfigError> {
+        if self.uses_dev_key() && !self.server.listen.ip().is_loopback() {
+            return Err(invalid(
+                "signing.keys",
+                format!(
+                    "empty, so the public development key would sign links on {} where anyone \
+                     could mint redirects off this domain; configure a key (make one with \
+                     `trackedge gen-key`) or listen on loopback",
+                    self.server.listen
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks what types alone cannot.
@@ -385,12 +459,32 @@ impl Config {
                     format!("duplicate key id {:?}", k.id),
                 ));
             }
-            if k.secret.0.len() < MIN_SECRET_BYTES {
-                return Err(invalid(
-                    format!("signing.keys[{i}].secret"),
-                    format!("must be at least {MIN_SECRET_BYTES} bytes (make one with `trackedge gen-key`)"),
-                ));
+            let field = if k.secret_file.is_some() {
+                "secret_file"
+            } else {
+                "secret"
+            };
+            match &k.secret {
+                None => {
+                    return Err(invalid(
+                        format!("signing.keys[{i}]"),
+                        format!("key {:?} needs a secret or a secret_file", k.id),
+                    ))
+                }
+                Some(s) if s.0.len() < MIN_SECRET_BYTES => {
+                    return Err(invalid(
+                        format!("signing.keys[{i}].{field}"),
+                        format!("key {:?}: the secret must be at least {MIN_SECRET_BYTES} bytes (make one with `trackedge gen-key`)", k.id),
+                    ))
+                }
+                Some(_) => {}
             }
+        }
+        if !self.signing.keys.is_empty() && self.signing.keys.iter().all(|k| k.verify_only) {
+            return Err(invalid(
+                "signing.keys",
+                "every key is verify_only: one must sign",
+            ));
         }
         if self.sink.kind == SinkKind::File && self.sink.file_path.as_os_str().is_empty() {
             return Err(invalid(
@@ -491,16 +585,49 @@ impl Config {
         self.signing.keys.is_empty()
     }
 
-    /// The configured keys, or the development key when there are none.
+    /// The configured keys, the signing key (the first not verify-only)
+    /// first; or the development key when there are none.
     pub fn effective_keys(&self) -> Vec<(String, Vec<u8>)> {
         if self.signing.keys.is_empty() {
             return vec![(DEV_KEY_ID.to_owned(), DEV_KEY_SECRET.as_bytes().to_vec())];
         }
-        self.signing
-            .keys
-            .iter()
-            .map(|k| (k.id.clone(), k.secret.0.as_bytes().to_vec()))
+        let pair = |k: &SigningKey| {
+            let secret = k.secret.as_ref().expect("secrets are read at load");
+            (k.id.clone(), secret.0.as_bytes().to_vec())
+        };
+        let keys = &self.signing.keys;
+        let signer = keys.iter().position(|k| !k.verify_only).unwrap_or(0);
+        std::iter::once(&keys[signer])
+            .chain(
+                keys.iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != signer)
+                    .map(|(_, k)| k),
+            )
+            .map(pair)
             .collect()
+    }
+
+    /// What changed between `self` (running) and `next` that a reload cannot
+    /// apply: the listeners and the sink are built once.
+    pub fn needs_restart(&self, next: &Config) -> Vec<&'static str> {
+        fn differ<T: Serialize>(a: &T, b: &T) -> bool {
+            toml::to_string(a).ok() != toml::to_string(b).ok()
+        }
+        let mut changed = Vec::new();
+        if differ(&self.server, &next.server) {
+            changed.push("server");
+        }
+        if differ(&self.sink, &next.sink) {
+            changed.push("sink");
+        }
+        if differ(&self.kafka, &next.kafka) {
+            changed.push("kafka");
+        }
+        if differ(&self.stats, &next.stats) {
+            changed.push("stats");
+        }
+        changed
     }
 
     /// The effective configuration as TOML, secrets redacted.
@@ -516,7 +643,7 @@ mod tests {
     #[test]
     fn embedded_default_is_complete_and_valid() {
         let cfg = Config::from_toml("").unwrap();
-        assert_eq!(cfg.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(cfg.server.admin_listen.to_string(), "127.0.0.1:9464");
         assert_eq!(cfg.sink.kind, SinkKind::File);
         assert_eq!(cfg.kafka.topic, "trackedge.events");
@@ -569,5 +696,67 @@ mod tests {
         let err =
             Config::from_toml("[click]\nfallback_url = \"javascript:alert(1)\"\n").unwrap_err();
         assert!(err.to_string().contains("click.fallback_url"));
+    }
+
+    fn key(id: &str, extra: &str) -> String {
+        format!("{{ id = \"{id}\", {extra} }}")
+    }
+
+    #[test]
+    fn the_first_signing_key_signs_and_verify_only_keys_only_verify() {
+        let secret = |c: char| format!("secret = \"{}\"", c.to_string().repeat(40));
+        let cfg = Config::from_toml(&format!(
+            "[signing]\nkeys = [{}, {}, {}]\n",
+            key("new", &format!("{}, verify_only = true", secret('n'))),
+            key("cur", &secret('c')),
+            key("old", &secret('o')),
+        ))
+        .unwrap();
+        let ids: Vec<_> = cfg.effective_keys().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["cur", "new", "old"]);
+        let err = Config::from_toml(&format!(
+            "[signing]\nkeys = [{}]\n",
+            key("a", &format!("{}, verify_only = true", secret('a')))
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("verify_only"), "{err}");
+    }
+
+    #[test]
+    fn secret_files_are_read_without_their_newline_and_named_when_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("k1");
+        std::fs::write(&good, format!("{}\n", "s".repeat(40))).unwrap();
+        let cfg = Config::from_toml(&format!(
+            "[signing]\nkeys = [{}]\n",
+            key("k1", &format!("secret_file = {:?}", good.to_str().unwrap()))
+        ))
+        .unwrap();
+        assert_eq!(cfg.effective_keys()[0].1, "s".repeat(40).into_bytes());
+        let short = dir.path().join("short");
+        std::fs::write(&short, "tiny\n").unwrap();
+        for (path, want) in [
+            (dir.path().join("missing"), "cannot read"),
+            (short, "at least 32 bytes"),
+        ] {
+            let err = Config::from_toml(&format!(
+                "[signing]\nkeys = [{}]\n",
+                key("k9", &format!("secret_file = {:?}", path.to_str().unwrap()))
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("signing.keys[0].secret_file"), "{err}");
+            assert!(err.contains("\"k9\"") && err.contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_development_key_serves_on_loopback_only() {
+        assert!(Config::from_toml("").unwrap().check_serve().is_ok());
+        let err = Config::from_toml("[server]\nlisten = \"0.0.0.0:8080\"\n")
+            .unwrap()
+            .check_serve()
+            .unwrap_err();
+        assert!(err.to_string().contains("signing.keys"), "{err}");
     }
 }

@@ -1,4 +1,4 @@
-//! The event (SPEC §3) and its JSON encoding.
+//! The event (contract §3) and its JSON encoding.
 //!
 //! An event is built on the request path from the verified token and the
 //! request, then handed to a sink, which encodes it off the request path.

@@ -1,11 +1,11 @@
-//! The server's lifecycle phase and what readiness makes of it (SPEC §4).
+//! The server's lifecycle phase and what readiness makes of it (contract §4).
 //!
 //! The server sets the phase ([`crate::server`]); the admin listener reads
 //! it ([`crate::admin`]). Nothing here touches a request.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::metrics::READY;
+use crate::metrics::{READY, SINK_UP};
 use crate::sink::{Health, Sink};
 
 /// Where the server is in its life.
@@ -47,16 +47,26 @@ impl Lifecycle {
 }
 
 /// `Ok` (with a note when degraded) when the node should get traffic, else
-/// the reason it should not.
+/// the reason it should not. Only the phase makes a node unready: sink
+/// trouble (Kafka down, a full spool) reaches every node of a fleet at
+/// once, and a fleet that all turned unready would break every pixel and
+/// link it serves; the node answers on and says what is wrong.
+/// Mirrors the sink's state in `trackedge_sink_up`.
 pub fn readiness(phase: Phase, sink: &dyn Sink) -> Result<Option<String>, String> {
     match phase {
         Phase::Starting => return Err("starting".into()),
         Phase::Draining => return Err("shutting down".into()),
         Phase::Ready => {}
     }
-    match sink.health() {
-        Health::Ok => Ok(None),
-        Health::Degraded(why) => Ok(Some(why)),
-        Health::Down(why) => Err(why),
-    }
+    Ok(sink_note(sink))
+}
+
+/// What is wrong with the sink, if anything; sets `trackedge_sink_up`.
+pub fn sink_note(sink: &dyn Sink) -> Option<String> {
+    let note = match sink.health() {
+        Health::Ok => None,
+        Health::Degraded(why) | Health::Down(why) => Some(why),
+    };
+    metrics::gauge!(SINK_UP).set(if note.is_none() { 1.0 } else { 0.0 });
+    note
 }

@@ -4,7 +4,7 @@
 //! one-click unsubscribe, and each request is answered from memory while a
 //! lean event describing it goes to a sink off the request path. The product
 //! contract (URLs, token format, event schema, metrics, config keys, CLI) is
-//! `SPEC.md`; this crate is its implementation.
+//! `docs/contract.md`; this crate is its implementation.
 //!
 //! # Layout
 //!
@@ -13,7 +13,8 @@
 //! adds what the request tells, the stats count it and a sink takes it.
 //!
 //! - [`cli`]: the `trackedge` subcommands (`serve`, `sign`, `verify`, ...).
-//! - [`config`]: the TOML/env configuration, its embedded defaults and checks.
+//! - [`config`]: the TOML/env configuration, its embedded defaults and checks;
+//!   [`reload`]: swapping in a changed configuration on `SIGHUP`.
 //! - [`server`]: listeners, serving threads, connection limits, graceful
 //!   shutdown; [`watchdog`]: each connection's idle and head deadlines.
 //! - [`health`]: the lifecycle phase and what readiness makes of it.
@@ -43,6 +44,7 @@ pub mod enrich;
 pub mod event;
 pub mod health;
 pub mod metrics;
+pub mod reload;
 pub mod router;
 pub mod routes;
 pub mod server;
@@ -53,6 +55,17 @@ pub mod watchdog;
 
 /// The crate version, reported in `trackedge_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// This node's name (the host name; a pod's name on Kubernetes), so
+/// brokers and logs can tell the nodes of a fleet apart.
+pub fn node_name() -> String {
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    if name.is_empty() {
+        "unknown".into()
+    } else {
+        name
+    }
+}
 
 /// Milliseconds since the Unix epoch by the system clock.
 pub fn now_ms() -> i64 {

@@ -1,4 +1,4 @@
-//! Metric names (SPEC §5), their descriptions, and the Prometheus recorder.
+//! Metric names (contract §5), their descriptions, and the Prometheus recorder.
 //!
 //! Names live here as constants so no other module spells one; labels are
 //! only ever small fixed sets (route, status, type, reason), never a
@@ -21,6 +21,8 @@ pub const SPOOL_BYTES: &str = "trackedge_spool_bytes";
 pub const SINK_QUEUE: &str = "trackedge_sink_queue_events";
 pub const BUILD_INFO: &str = "trackedge_build_info";
 pub const READY: &str = "trackedge_ready";
+pub const SINK_UP: &str = "trackedge_sink_up";
+pub const CONFIG_RELOADS: &str = "trackedge_config_reloads_total";
 pub const EVENTS_SUPPRESSED: &str = "trackedge_events_suppressed_total";
 pub const STATS_CAMPAIGNS: &str = "trackedge_stats_campaigns";
 pub const STATS_EVICTED: &str = "trackedge_stats_evicted_total";
@@ -57,6 +59,9 @@ pub fn install() -> PrometheusHandle {
             }
             for g in [SPOOL_EVENTS, SPOOL_BYTES, SINK_QUEUE] {
                 gauge!(g).set(0.0);
+            }
+            for result in ["ok", "error"] {
+                metrics::counter!(CONFIG_RELOADS, "result" => result).absolute(0);
             }
             handle
         })
@@ -124,7 +129,18 @@ fn describe() {
         UA_CACHE_EVICTIONS,
         "Times the User-Agent cache was full and emptied (agent.ua_cache_entries)."
     );
-    describe_gauge!(READY, "1 while the server is ready for traffic, else 0.");
+    describe_gauge!(
+        READY,
+        "1 while the node answers requests (not starting, not draining), else 0."
+    );
+    describe_gauge!(
+        SINK_UP,
+        "1 while events reach Kafka or the file, 0 while they are spooled or lost."
+    );
+    describe_counter!(
+        CONFIG_RELOADS,
+        "Configuration reloads (SIGHUP), by result (ok, error)."
+    );
 }
 
 /// Every value of the `status` label.

@@ -1,4 +1,4 @@
-//! The public URL layout (SPEC §1), written once: the table below routes
+//! The public URL layout (contract §1), written once: the table below routes
 //! requests, builds the URLs `trackedge sign` prints and finds the token in
 //! the URLs `trackedge verify` reads.
 //!

@@ -38,8 +38,6 @@ use crate::watchdog::{self, Activity, Watched};
 
 /// Connections the admin listener serves at once; scrapers and probes only.
 const ADMIN_MAX_CONNECTIONS: usize = 64;
-/// How long the sink may take to flush at shutdown.
-const SINK_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// hyper's connection builder with the configured limits.
 fn builder(app: &App) -> auto::Builder<TokioExecutor> {
@@ -119,9 +117,9 @@ pub async fn run(
             Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
             Timeouts::of(app.server_config()),
             stop_admin_rx,
-            move |req: Request<Incoming>, _peer| {
+            move |req: Request<Incoming>, peer: SocketAddr| {
                 let app = app.clone();
-                async move { admin::handle(&app, req) }
+                async move { admin::handle(&app, req, peer) }
             },
         ))
     };
@@ -157,7 +155,8 @@ pub async fn run(
     }
 
     let sink = app.sink().clone();
-    tokio::task::spawn_blocking(move || sink.shutdown(SINK_FLUSH_TIMEOUT)).await?;
+    let flush = Duration::from_millis(app.server_config().flush_timeout_ms);
+    tokio::task::spawn_blocking(move || sink.shutdown(flush)).await?;
     tracing::info!("sink flushed");
 
     let _ = stop_admin_tx.send(true);

@@ -1,4 +1,4 @@
-//! Live per-campaign counts (SPEC §4): opens and clicks by agent kind,
+//! Live per-campaign counts (contract §4): opens and clicks by agent kind,
 //! unsubscribes, unique recipients, links, countries and agent names.
 //!
 //! Counts are this node's since it started; the cluster-wide truth is
@@ -177,7 +177,7 @@ pub struct Stats {
     max_links: usize,
 }
 
-/// The SPEC §4 campaign document.
+/// The contract §4 campaign document.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct CampaignReport {
     pub campaign: String,

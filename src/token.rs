@@ -1,4 +1,4 @@
-//! Signed tokens, version 1 (SPEC §2): minting and constant-time verification.
+//! Signed tokens, version 1 (contract §2): minting and constant-time verification.
 //!
 //! `token = base64url(JSON) "." base64url(HMAC-SHA256(secret, "trackedge:v1:" + payload)[..16])`.
 //! The MAC covers the payload text exactly as sent, so a verifier never has

@@ -142,7 +142,7 @@ fn check_config_shows_effective_values_with_secrets_redacted() {
         .args(["check-config"]));
     assert_eq!(code, 0);
     assert!(out.contains("brokers = \"10.0.0.1:9092\""), "{out}");
-    assert!(out.contains("listen = \"0.0.0.0:8080\""), "{out}");
+    assert!(out.contains("listen = \"127.0.0.1:8080\""), "{out}");
     assert!(out.contains("<redacted>"), "{out}");
     assert!(!out.contains("test-secret-0123456789abcdef"), "{out}");
 }

@@ -372,7 +372,7 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     assert_eq!(events[0]["ip"], "198.51.100.77");
 }
 
-/// A sender in another language follows SPEC §2 with stock HMAC and base64.
+/// A sender in another language follows contract §2 with stock HMAC and base64.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_built_by_hand_from_the_spec_recipe_is_accepted() {
     let srv = TestServer::start("").await;
@@ -456,7 +456,7 @@ async fn garbage_requests_get_a_4xx_and_the_server_keeps_serving() {
     );
 
     // Latin-1 bytes in a User-Agent are legal obs-text: the pixel is still a
-    // pixel (SPEC §1: always 200), and the UA is kept with U+FFFD.
+    // pixel (contract §1: always 200), and the UA is kept with U+FFFD.
     let mut latin1 =
         format!("GET /o/{token}.gif HTTP/1.1\r\nHost: x\r\nConnection: close\r\nUser-Agent: ")
             .into_bytes();

@@ -211,36 +211,4 @@ impl GeoIp {
         }
         swapped
     }
-
-    /// Watches the files and SIGHUP until the runtime ends.
-    pub fn spawn_watcher(self: Arc<Self>) {
-        if !self.enabled() {
-            return;
-        }
-        tokio::spawn(async move {
-            #[cfg(unix)]
-            let mut hup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-            loop {
-                #[cfg(unix)]
-                let forced = match hup.as_mut() {
-                    Some(h) => tokio::select! {
-                        _ = h.recv() => true,
-                        _ = tokio::time::sleep(RELOAD_POLL) => false,
-                    },
-                    None => {
-                        tokio::time::sleep(RELOAD_POLL).await;
-                        false
-                    }
-                };
-                #[cfg(not(unix))]
-                let forced = {
-                    tokio::time::sleep(RELOAD_POLL).await;
-                    false
-                };
-                let g = self.clone();
-                let _ = tokio::task::spawn_blocking(move || g.reload(forced)).await;
-            }
-        });
-    }
 }

@@ -1,4 +1,4 @@
-//! The public routes (SPEC §1), one file each, and the answers they share.
+//! The public routes (contract §1), one file each, and the answers they share.
 //!
 //! Every answer is built from bytes and headers prepared at start-up; the
 //! only work per request is verifying the token and building the event,

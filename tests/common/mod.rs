@@ -24,7 +24,7 @@ use trackedge::app::App;
 use trackedge::config::Config;
 use trackedge::token::{Claims, Keyring, TokenType};
 
-/// The SPEC's test secret and key id.
+/// The contract's test secret and key id (its §2 test vectors).
 pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 pub const KEY_ID: &str = "test";
 
@@ -229,14 +229,27 @@ impl Proc {
     /// Runs `trackedge serve` in `dir` with JSON logs, both listeners on
     /// loopback port 0, the test signing key, and `env` on top.
     pub fn spawn(dir: &std::path::Path, env: &[(&str, &str)]) -> Proc {
+        let keys = format!("[{{id=\"{KEY_ID}\",secret=\"{SECRET}\"}}]");
+        let mut all = vec![("TRACKEDGE_SIGNING__KEYS", keys.as_str())];
+        all.extend_from_slice(env);
+        Self::serve(dir, &[], &all)
+    }
+
+    /// Runs `trackedge serve --config config` in `dir`, listeners on
+    /// loopback port 0, signing keys from the file, and `env` on top.
+    pub fn spawn_with_config(
+        dir: &std::path::Path,
+        config: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Proc {
+        Self::serve(dir, &["--config", config.to_str().unwrap()], env)
+    }
+
+    fn serve(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut c = bare_command(dir);
-        c.args(["serve", "--log-format", "json"]);
+        c.args(["serve", "--log-format", "json"]).args(args);
         c.env("TRACKEDGE_SERVER__LISTEN", "127.0.0.1:0")
-            .env("TRACKEDGE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
-            .env(
-                "TRACKEDGE_SIGNING__KEYS",
-                format!("[{{id=\"{KEY_ID}\",secret=\"{SECRET}\"}}]"),
-            );
+            .env("TRACKEDGE_SERVER__ADMIN_LISTEN", "127.0.0.1:0");
         for (k, v) in env {
             c.env(k, v);
         }
@@ -264,6 +277,15 @@ impl Proc {
     /// The current `/metrics` text.
     pub async fn metrics(&self) -> String {
         String::from_utf8_lossy(&get(&self.admin_url("/metrics")).await.body).into_owned()
+    }
+
+    /// Sends a signal; the process goes on (or not) on its own.
+    pub fn kill(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
     }
 
     /// Sends a signal and waits for the exit code.

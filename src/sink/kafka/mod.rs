@@ -216,7 +216,7 @@ impl KafkaSink {
 /// librdkafka's settings: ours, then the configured passthrough.
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     let mut cc = ClientConfig::new();
-    for (k, v) in producer::producer_defaults(cfg) {
+    for (k, v) in producer::producer_defaults(cfg, &crate::node_name()) {
         cc.set(k, v);
     }
     for (k, v) in &cfg.librdkafka {

@@ -32,10 +32,11 @@ const FEED_BATCH: usize = 1024;
 
 /// The producer settings, each with its reason; `kafka.librdkafka` entries
 /// override them.
-pub fn producer_defaults(cfg: &KafkaConfig) -> Vec<(&'static str, String)> {
+pub fn producer_defaults(cfg: &KafkaConfig, node: &str) -> Vec<(&'static str, String)> {
     vec![
         ("bootstrap.servers", cfg.brokers.clone()),
-        ("client.id", "trackedge".into()),
+        // Brokers' logs and quotas tell the nodes of a fleet apart.
+        ("client.id", format!("trackedge-{node}")),
         // An event is only delivered once every in-sync replica has it.
         ("acks", "all".into()),
         // Retries never duplicate or reorder a recipient's events.
