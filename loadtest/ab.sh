@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# A/B: two trackedge binaries, same corpus, file sink, alternating rounds of
+# (each run in an empty directory, on its own embedded defaults)
+# wrk on loopback; prints requests/s and p99 per round and the median per
+# binary. For before/after figures of a change that must not cost speed.
+#
+#   loadtest/ab.sh OLD_BINARY NEW_BINARY            # 3 rounds of 8 s each
+#   ROUNDS=5 DURATION=10s loadtest/ab.sh old new
+set -euo pipefail
+cd "$(dirname "$0")/.."
+a=$(realpath "$1") b=$(realpath "$2")
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1}
+RECIPIENTS=${RECIPIENTS:-2000}
+MINT=${MINT:-target/release/examples/mint_corpus}
+
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+
+secret=$(cd "$work" && "$a" gen-key)
+"$MINT" "$secret" "$RECIPIENTS" tests/fixtures/agents.tsv >"$work/corpus.tsv"
+
+run() { # binary -> "rps p99_us"
+  local port aport out
+  port=$(free_port); aport=$(free_port)
+  TRACKEDGE_SERVER__LISTEN=127.0.0.1:$port TRACKEDGE_SERVER__ADMIN_LISTEN=127.0.0.1:$aport \
+  TRACKEDGE_SIGNING__KEYS="[{id=\"load\",secret=\"$secret\"}]" \
+  TRACKEDGE_SINK__FILE_PATH=$work/events.ndjson \
+    bash -c 'cd "$1" && exec "$2" serve --log-format json' _ "$work" "$1" >"$work/log" 2>&1 &
+  pid=$!
+  wait_port "$port"
+  CORPUS=$work/corpus.tsv wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s loadtest/corpus.lua "http://127.0.0.1:$port" >/dev/null
+  out=$(CORPUS=$work/corpus.tsv wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s loadtest/corpus.lua "http://127.0.0.1:$port")
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  rm -f "$work/events.ndjson"
+  echo "$(echo "$out" | awk '/^Requests\/sec/ {print $2}') $(echo "$out" | grep '^RESULT' | tr ' ' '\n' | awk -F= '$1 == "p99_us" {print $2}')"
+}
+
+declare -a ra rb
+for i in $(seq "$ROUNDS"); do
+  x=$(run "$a"); y=$(run "$b")
+  ra+=("${x%% *}"); rb+=("${y%% *}")
+  echo "round $i: A $x   B $y   (requests/s p99_us)"
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+echo "median requests/s: A $(median "${ra[@]}")  B $(median "${rb[@]}")"
