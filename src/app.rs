@@ -173,7 +173,7 @@ impl App {
         if target_len > self.server.max_uri_bytes {
             let r = self
                 .responses
-                .page(StatusCode::URI_TOO_LONG, "<p>Request URI too long.</p>\n");
+                .page(StatusCode::URI_TOO_LONG, routes::Page::UriTooLong);
             return (Route::NotFound, r);
         }
         let m = router::route(&parts.method, parts.uri.path());
@@ -194,7 +194,7 @@ impl App {
             Route::Open => routes::pixel::open(&ctx, m.token),
             Route::Click => routes::click::click(&ctx, m.token),
             Route::Unsubscribe => routes::unsubscribe::unsubscribe(&ctx, m.token, body).await,
-            Route::Beacon => routes::beacon::beacon(&ctx),
+            Route::Beacon => routes::beacon::beacon(&ctx, body).await,
             Route::OptOut => routes::pages::optout(&ctx),
             Route::OptIn => routes::pages::optin(&ctx),
             Route::Robots => routes::pages::robots(),

@@ -18,6 +18,7 @@ pub const EVENTS_DELIVERED: &str = "trackedge_events_delivered_total";
 pub const EVENTS_DROPPED: &str = "trackedge_events_dropped_total";
 pub const SPOOL_EVENTS: &str = "trackedge_spool_events";
 pub const SPOOL_BYTES: &str = "trackedge_spool_bytes";
+pub const SPOOL_SET_ASIDE: &str = "trackedge_spool_segments_set_aside_total";
 pub const SINK_QUEUE: &str = "trackedge_sink_queue_events";
 pub const BUILD_INFO: &str = "trackedge_build_info";
 pub const READY: &str = "trackedge_ready";
@@ -94,6 +95,10 @@ fn describe() {
     );
     describe_gauge!(SPOOL_EVENTS, "Events waiting in the disk spool.");
     describe_gauge!(SPOOL_BYTES, Unit::Bytes, "Bytes in the disk spool.");
+    describe_counter!(
+        SPOOL_SET_ASIDE,
+        "Spool segments that could not be read, renamed .bad for an operator."
+    );
     describe_gauge!(SINK_QUEUE, "Events waiting in the sink's in-memory queue.");
     describe_gauge!(BUILD_INFO, "Always 1; the version label tells the build.");
     describe_gauge!(
@@ -144,8 +149,8 @@ fn describe() {
 }
 
 /// Every value of the `status` label.
-pub const STATUS_LABELS: [&str; 12] = [
-    "200", "204", "302", "400", "404", "405", "413", "414", "431", "500", "503", "other",
+pub const STATUS_LABELS: [&str; 13] = [
+    "200", "204", "302", "400", "404", "405", "408", "413", "414", "431", "500", "503", "other",
 ];
 
 /// The position of `code`'s `status` label in [`STATUS_LABELS`].
@@ -157,12 +162,13 @@ pub fn status_index(code: u16) -> usize {
         400 => 3,
         404 => 4,
         405 => 5,
-        413 => 6,
-        414 => 7,
-        431 => 8,
-        500 => 9,
-        503 => 10,
-        _ => 11,
+        408 => 6,
+        413 => 7,
+        414 => 8,
+        431 => 9,
+        500 => 10,
+        503 => 11,
+        _ => 12,
     }
 }
 
@@ -214,6 +220,8 @@ pub enum DropReason {
     SpoolIoError,
     /// A spooled record was damaged on disk.
     SpoolCorrupt,
+    /// Kafka refused a spooled record at every replay try.
+    RetriesExhausted,
 }
 
 impl DropReason {
@@ -227,6 +235,7 @@ impl DropReason {
             DropReason::SpoolFull => "spool_full",
             DropReason::SpoolIoError => "spool_io_error",
             DropReason::SpoolCorrupt => "spool_corrupt",
+            DropReason::RetriesExhausted => "retries_exhausted",
         }
     }
 }

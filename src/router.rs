@@ -121,7 +121,8 @@ const TABLE: [(Path, Route, Methods); 7] = [
         Route::Unsubscribe,
         Methods::GetPost,
     ),
-    (Path::Exact("/p.gif"), Route::Beacon, Methods::GetHead),
+    // POST is what navigator.sendBeacon sends.
+    (Path::Exact("/p.gif"), Route::Beacon, Methods::GetHeadPost),
     (Path::Exact("/optout"), Route::OptOut, Methods::GetHead),
     (Path::Exact("/optin"), Route::OptIn, Methods::GetHead),
     (Path::Exact("/robots.txt"), Route::Robots, Methods::GetHead),

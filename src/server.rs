@@ -36,8 +36,16 @@ use crate::config::ServerConfig;
 use crate::health::Phase;
 use crate::watchdog::{self, Activity, Watched};
 
-/// Connections the admin listener serves at once; scrapers and probes only.
-const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Connections the admin listener serves at once: scrapers and probes need
+/// a few, and the headroom keeps a pile of idle ones from starving the
+/// kubelet's probes (which would restart the pod).
+const ADMIN_MAX_CONNECTIONS: usize = 512;
+/// Scrapers and probes ask and go: an admin connection without a request
+/// for this long is closed.
+const ADMIN_IDLE: Duration = Duration::from_secs(5);
+/// Concurrent HTTP/2 streams per connection. A pixel page needs a few; a
+/// client holding many open (bodies that never come) only costs memory.
+const MAX_STREAMS: u32 = 32;
 
 /// hyper's connection builder with the configured limits.
 fn builder(app: &App) -> auto::Builder<TokioExecutor> {
@@ -53,7 +61,7 @@ fn builder(app: &App) -> auto::Builder<TokioExecutor> {
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(s.max_header_bytes as u32);
     b
 }
@@ -115,7 +123,10 @@ pub async fn run(
             admin,
             b,
             Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
-            Timeouts::of(app.server_config()),
+            Timeouts {
+                idle: ADMIN_IDLE.min(Duration::from_millis(app.server_config().idle_timeout_ms)),
+                ..Timeouts::of(app.server_config())
+            },
             stop_admin_rx,
             move |req: Request<Incoming>, peer: SocketAddr| {
                 let app = app.clone();
@@ -276,7 +287,7 @@ where
         let h = handler.clone();
         let seen = activity.clone();
         let svc = service_fn(move |req| {
-            seen.head_done();
+            seen.request();
             let fut = h(req, peer);
             async move { Ok::<_, Infallible>(fut.await) }
         });

@@ -257,7 +257,7 @@ impl Stats {
             Some(c) => c,
             None => {
                 if self.campaigns.len() >= self.max_campaigns {
-                    self.evict_one();
+                    self.evict_one(hit.now_ms);
                 }
                 self.campaigns
                     .entry(hit.campaign.into())
@@ -313,11 +313,20 @@ impl Stats {
         }
     }
 
-    /// Evicts the least recently active of a few campaigns.
-    fn evict_one(&self) {
+    /// Evicts the least recently active of a few campaigns, sampled from a
+    /// random place: always sampling the first shard would evict only its
+    /// campaigns, however busy, and keep idle ones elsewhere forever.
+    /// Costs a walk to the place (at most `stats.max_campaigns` steps),
+    /// only when a new campaign arrives at the cap.
+    fn evict_one(&self, seed: i64) {
+        use std::hash::BuildHasher;
+        let len = self.campaigns.len().max(1);
+        let start = (self.campaigns.hasher().hash_one(seed) % len as u64) as usize;
+        let start = start.min(len.saturating_sub(EVICTION_SAMPLE));
         let victim = self
             .campaigns
             .iter()
+            .skip(start)
             .take(EVICTION_SAMPLE)
             .min_by_key(|e| e.last_seen.load(Ordering::Relaxed))
             .map(|e| e.key().clone());
@@ -447,5 +456,40 @@ mod tests {
         let r = s.campaign("c99").unwrap();
         assert_eq!(r.links.len(), 2);
         assert_eq!(r.clicks.total, 4);
+    }
+
+    #[test]
+    fn eviction_takes_the_idle_wherever_they_are() {
+        let s = Stats::new(&StatsConfig {
+            max_campaigns: 200,
+            max_links: 10,
+        });
+        fn hit(c: &str, now_ms: i64) -> Hit<'_> {
+            Hit {
+                kind: EventType::Open,
+                campaign: c,
+                recipient: None,
+                link: None,
+                country: None,
+                agent_kind: AgentKind::Human,
+                agent_name: None,
+                now_ms,
+            }
+        }
+        for i in 0..200 {
+            s.record(&hit(&format!("old-{i}"), 1));
+        }
+        // New campaigns keep arriving and stay active; the old ones are idle.
+        for i in 0..200 {
+            let now = 1_000 + i;
+            for j in 0..i {
+                s.record(&hit(&format!("new-{j}"), now));
+            }
+            s.record(&hit(&format!("new-{i}"), now));
+        }
+        let kept = (0..200)
+            .filter(|i| s.campaign(&format!("new-{i}")).is_some())
+            .count();
+        assert!(kept >= 180, "only {kept} of 200 active campaigns kept");
     }
 }

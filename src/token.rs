@@ -193,7 +193,7 @@ impl Keyring {
         if tag_len != TAG_BYTES {
             return Err(TokenError::BadSignature);
         }
-        let claims = decode_payload(payload)?;
+        let mut claims = decode_payload(payload)?;
         let mut mac = self.mac_for(&claims.k).ok_or(TokenError::UnknownKey)?;
         mac.update(MAC_PREFIX);
         mac.update(payload.as_bytes());
@@ -210,7 +210,8 @@ impl Keyring {
         match (&claims.u, expected) {
             (None, TokenType::Click) => return Err(TokenError::BadUrl("a click token needs `u`")),
             (Some(u), TokenType::Click | TokenType::Unsubscribe) => {
-                check_destination(u).map_err(TokenError::BadUrl)?
+                let exact = destination(u).map_err(TokenError::BadUrl)?;
+                claims.u = Some(exact);
             }
             _ => {}
         }
@@ -262,6 +263,15 @@ fn check_limits(c: &Claims) -> Result<(), TokenError> {
 /// parsed with the WHATWG rules browsers use, so what is checked is what a
 /// browser will follow. IDN hosts must be sent in their punycode form.
 pub fn check_destination(u: &str) -> Result<(), &'static str> {
+    destination(u).map(drop)
+}
+
+/// The destination as a browser will read it: [`check_destination`]'s
+/// rules, and the URL's serialization, which is what a redirect sends, so
+/// the Location is exactly what was validated. Refused too: an empty
+/// authority (`https:///x`, which the parser reads as host `x`) and a host
+/// the parser rewrites beyond case (`https://0x7f.1/` is 127.0.0.1).
+pub fn destination(u: &str) -> Result<String, &'static str> {
     if u.len() > MAX_URL_BYTES {
         return Err("longer than 2048 bytes");
     }
@@ -283,7 +293,22 @@ pub fn check_destination(u: &str) -> Result<(), &'static str> {
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err("carries userinfo");
     }
-    Ok(())
+    let rest = &u[u.find("://").expect("checked above") + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.is_empty() {
+        return Err("has an empty authority");
+    }
+    let host = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => &authority[..i],
+        _ => authority,
+    };
+    if !parsed
+        .host_str()
+        .is_some_and(|h| h.eq_ignore_ascii_case(host))
+    {
+        return Err("has a host the URL parser reads differently");
+    }
+    Ok(parsed.into())
 }
 
 #[cfg(test)]
@@ -446,6 +471,15 @@ mod tests {
         ] {
             assert_eq!(check_destination(ok), Ok(()), "{ok}");
         }
+        // What a redirect sends is the serialization that was checked.
+        assert_eq!(
+            destination("HTTPS://Example.COM:443/a#frag").as_deref(),
+            Ok("https://example.com/a#frag")
+        );
+        assert_eq!(
+            destination("http://[::1]:8080/x").as_deref(),
+            Ok("http://[::1]:8080/x")
+        );
         let long = format!("https://example.com/{}", "a".repeat(3000));
         for bad in [
             "javascript:alert(1)",
@@ -461,6 +495,10 @@ mod tests {
             "ftp://example.com/",
             "https://",
             "https://bücher.example/",
+            "https:///path",
+            "https:///evil.example/",
+            "https://0x7f.1/",
+            "http://2130706433/",
             long.as_str(),
         ] {
             assert!(check_destination(bad).is_err(), "{bad:?} should be refused");

@@ -8,8 +8,11 @@
 //! and one sleeping task per connection ([`watch`]) compares those notes
 //! with the limits, waking at the earliest moment one could be exceeded.
 //!
-//! - Idle: nothing received for `idle`, counted from the accept, so a client
-//!   that connects and never speaks is closed too.
+//! - Idle: no request for `idle`, counted from the accept, so a client
+//!   that connects and never asks is closed too. Bytes alone do not count:
+//!   an HTTP/2 client that only pings (or holds streams whose bodies never
+//!   come, which the body deadline answers) would otherwise keep a
+//!   connection and its memory forever.
 //! - Slow head: a request head that started arriving more than `head` ago
 //!   and has not been answered (slowloris). A head starts with the first
 //!   bytes received after the last answer was written; it ends when its
@@ -33,7 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 #[derive(Debug)]
 pub struct Activity {
     start: Instant,
-    last_read: AtomicU64,
+    last_request: AtomicU64,
     head_since: AtomicU64,
 }
 
@@ -41,7 +44,7 @@ impl Activity {
     pub fn new() -> Activity {
         Activity {
             start: Instant::now(),
-            last_read: AtomicU64::new(1),
+            last_request: AtomicU64::new(1),
             head_since: AtomicU64::new(0),
         }
     }
@@ -51,12 +54,17 @@ impl Activity {
     }
 
     fn received(&self) {
-        let now = self.now();
         // Only the connection's own task touches these: relaxed is enough.
-        self.last_read.store(now, Ordering::Relaxed);
         if self.head_since.load(Ordering::Relaxed) == 0 {
-            self.head_since.store(now, Ordering::Relaxed);
+            self.head_since.store(self.now(), Ordering::Relaxed);
         }
+    }
+
+    /// A request reached the handler: its head is complete and the
+    /// connection is in use.
+    pub fn request(&self) {
+        self.last_request.store(self.now(), Ordering::Relaxed);
+        self.head_done();
     }
 
     /// A request head is complete (its request reached the handler) or
@@ -79,7 +87,7 @@ pub async fn watch(activity: &Activity, idle: Duration, head: Duration) {
     let (idle, head) = (idle.as_millis() as u64, head.as_millis() as u64);
     loop {
         let now = activity.now();
-        let idle_at = activity.last_read.load(Ordering::Relaxed) + idle;
+        let idle_at = activity.last_request.load(Ordering::Relaxed) + idle;
         let since = activity.head_since.load(Ordering::Relaxed);
         if now >= idle_at || (since != 0 && now >= since + head) {
             return;

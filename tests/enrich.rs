@@ -452,12 +452,14 @@ async fn web_beacons() {
     )))
     .await;
     get(&srv.url("/p.gif")).await;
+    // What navigator.sendBeacon sends: a beacon too (contract §1).
     assert_eq!(
         send(Method::POST, &srv.url("/p.gif"), &[], "").await.status,
-        405
+        204
     );
     let events = srv.stop().await;
-    assert_eq!(events.len(), 3);
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[3]["method"], "POST");
     let e = &events[0];
     assert_eq!(e["type"], "beacon");
     assert_eq!(e["name"], "add_to_cart");

@@ -206,9 +206,16 @@ async fn unsubscribe_get_post_and_one_click() {
     with_url.u = Some("https://example.com/preferences".into());
     let redirecting = srv.mint(&mut with_url);
 
+    // A GET never unsubscribes (scanners follow every link): a page whose
+    // one button POSTs back, or the sender's own page.
     let a = get(&srv.route_url(TokenType::Unsubscribe, &plain)).await;
     assert_eq!(a.status, 200);
-    assert!(String::from_utf8_lossy(&a.body).contains("unsubscribed"));
+    let page = String::from_utf8_lossy(&a.body).into_owned();
+    assert!(page.contains("<form method=\"post\">"), "{page}");
+    assert!(
+        page.contains("spring-sale"),
+        "the page names the campaign: {page}"
+    );
     let a = get(&srv.route_url(TokenType::Unsubscribe, &redirecting)).await;
     assert_eq!(a.status, 302);
     assert_eq!(
@@ -236,14 +243,20 @@ async fn unsubscribe_get_post_and_one_click() {
         a.status, 200,
         "a one-click POST is answered, not redirected"
     );
+    // The page's button.
     let a = send(
         Method::POST,
         &srv.route_url(TokenType::Unsubscribe, &plain),
         &form,
-        "something=else",
+        "unsubscribe=yes",
     )
     .await;
-    assert_eq!(a.status, 400);
+    assert_eq!(a.status, 200);
+    let done = String::from_utf8_lossy(&a.body).into_owned();
+    assert!(
+        done.contains("You are unsubscribed") && done.contains("spring-sale"),
+        "{done}"
+    );
     let big = "x".repeat(10_000);
     let a = send(
         Method::POST,
@@ -273,15 +286,14 @@ async fn unsubscribe_get_post_and_one_click() {
     assert_eq!(a.status, 405);
 
     let events = srv.stop().await;
-    assert_eq!(events.len(), 4);
+    assert_eq!(events.len(), 3, "{events:?}");
     assert!(events
         .iter()
-        .all(|e| e["type"] == "unsubscribe" && e["recipient"] == "r-9"));
-    assert!(events[0].get("one_click").is_none());
+        .all(|e| e["type"] == "unsubscribe" && e["recipient"] == "r-9" && e["method"] == "POST"));
+    assert_eq!(events[0]["one_click"], true);
+    assert_eq!(events[1]["one_click"], true);
     assert_eq!(events[1]["url"], "https://example.com/preferences");
-    assert_eq!(events[2]["one_click"], true);
-    assert_eq!(events[2]["method"], "POST");
-    assert_eq!(events[3]["one_click"], true);
+    assert_eq!(events[2]["one_click"], false);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -306,10 +318,18 @@ async fn events_carry_the_spec_fields_with_distinct_uuid_v7_ids() {
         }
         let token = srv.mint(&mut c);
         let suffix = if t == TokenType::Open { ".gif" } else { "" };
+        // An unsubscribe is a POST (contract §1); the others are GETs.
+        let (method, body) = if t == TokenType::Unsubscribe {
+            (Method::POST, "List-Unsubscribe=One-Click")
+        } else {
+            (Method::GET, "")
+        };
         for _ in 0..20 {
-            let a = get_with(
+            let a = send(
+                method.clone(),
                 &srv.url(&format!("/{path}/{token}{suffix}")),
                 &[("user-agent", CHROME)],
+                body,
             )
             .await;
             assert!(a.status.is_success() || a.status.is_redirection());
@@ -335,7 +355,12 @@ async fn events_carry_the_spec_fields_with_distinct_uuid_v7_ids() {
         assert_eq!(e["link"], "hero");
         assert_eq!(e["sent_at_ms"], sent * 1000);
         assert_eq!(e["attrs"]["variant"], "B");
-        assert_eq!(e["method"], "GET");
+        let want = if e["type"] == "unsubscribe" {
+            "POST"
+        } else {
+            "GET"
+        };
+        assert_eq!(e["method"], want);
         assert_eq!(e["ip"], "127.0.0.0", "truncated to /24 by default");
         assert_eq!(e["ua"]["raw"], CHROME);
         assert_eq!(e["ua"]["os"], "Windows 10");

@@ -451,6 +451,36 @@ async fn a_full_spool_drops_the_newest_and_the_books_balance() {
         "{body}"
     );
     assert_eq!(metric(&p.metrics().await, "trackedge_sink_up"), 0.0);
+
+    // The broker comes back: the spool drains, and the books balance
+    // exactly, with every delivered event in the topic once.
+    let port: u16 = bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+    let broker = Tansu::start(port, "memory://tansu/", dir.path());
+    create_topic(&broker.bootstrap(), TOPIC, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        let m = p.metrics().await;
+        if metric(&m, "trackedge_spool_events") == 0.0
+            && metric(&m, "trackedge_sink_queue_events") == 0.0
+            && metric(&m, "trackedge_sink_up") == 1.0
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "the spool never drained: {m}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let accepted = metric(&m, "trackedge_events_accepted_total");
+    let delivered = metric(&m, "trackedge_events_delivered_total");
+    let dropped = metric_sum(&m, "trackedge_events_dropped_total");
+    assert_eq!(accepted, 100.0);
+    assert_eq!(accepted, delivered + dropped, "{m}");
+    assert!(delivered > 0.0 && dropped > 0.0, "{m}");
+    let msgs = consume_async(broker.bootstrap(), delivered as usize, 30).await;
+    let ids: HashSet<String> = msgs
+        .iter()
+        .map(|m| value(m)["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len() as f64, delivered, "distinct events in the topic");
     assert_eq!(p.signal("TERM"), Some(0));
 }
 

@@ -84,8 +84,9 @@ async fn stats_and_metrics_agree_with_a_known_mix() {
     for i in 0..50 {
         let token = mint(TokenType::Unsubscribe, format!("r-{i}"), None);
         let path = trackedge::router::token_url("", TokenType::Unsubscribe, &token);
+        // A POST unsubscribes; a GET only shows the page (contract §1).
         reqs.push(Req {
-            method: Method::GET,
+            method: Method::POST,
             path,
             ua: CHROME,
         });

@@ -209,7 +209,9 @@ impl Classifier {
             if let Some(s) = f.sent_at {
                 // A scanner follows a link seconds after delivery; a person
                 // first has to open the message and read it.
-                if (0..self.min_click_secs).contains(&(f.now_secs - s)) {
+                // `s` comes from the token: checked, it cannot overflow.
+                let since = f.now_secs.checked_sub(s);
+                if since.is_some_and(|d| (0..self.min_click_secs).contains(&d)) {
                     return bot("timing");
                 }
             }
@@ -287,5 +289,16 @@ mod tests {
             (a.kind, a.name.as_deref(), a.reason),
             (AgentKind::Proxy, Some("corp_proxy"), Some("ip"))
         );
+    }
+
+    #[test]
+    fn extreme_send_times_do_not_overflow() {
+        let c = classifier();
+        let get = http::Method::GET;
+        for s in [i64::MIN, i64::MAX, -1] {
+            let mut f = facts(EventType::Click, &get, "198.51.100.1", None);
+            f.sent_at = Some(s);
+            assert_eq!(c.classify(&f).kind, AgentKind::Human, "s = {s}");
+        }
     }
 }

@@ -71,6 +71,11 @@ pub fn anonymize(ip: IpAddr, mode: IpAnonymization) -> IpAddr {
         }
         (IpAnonymization::Truncate, IpAddr::V6(v6)) => {
             let s = v6.segments();
+            if s[0] == 0x2002 {
+                // 6to4 (RFC 3056) carries the whole IPv4 address in bits
+                // 16-47: a /48 would keep it. Cut it to its /24 as well.
+                return IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2] & 0xff00, 0, 0, 0, 0, 0));
+            }
             IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
         }
     }
@@ -141,6 +146,21 @@ mod tests {
         assert_eq!(
             anonymize("198.51.100.77".parse().unwrap(), IpAnonymization::None).to_string(),
             "198.51.100.77"
+        );
+    }
+
+    #[test]
+    fn six_to_four_keeps_only_the_embedded_v4_slash_24() {
+        // 2002:cb00:7109::/48 embeds 203.0.113.9.
+        let ip: IpAddr = "2002:cb00:7109:1:2:3:4:5".parse().unwrap();
+        assert_eq!(
+            anonymize(ip, IpAnonymization::Truncate).to_string(),
+            "2002:cb00:7100::"
+        );
+        let plain: IpAddr = "2001:db8:1234:5678::1".parse().unwrap();
+        assert_eq!(
+            anonymize(plain, IpAnonymization::Truncate).to_string(),
+            "2001:db8:1234::"
         );
     }
 }

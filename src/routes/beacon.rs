@@ -1,20 +1,34 @@
-//! `GET|HEAD /p.gif?e=&page=&ref=&c=&src=`: the unsigned web beacon for
-//! pages, ads, conversions and affiliate entry points.
+//! `GET|HEAD|POST /p.gif?e=&page=&ref=&c=&src=`: the unsigned web beacon
+//! for pages, ads, conversions and affiliate entry points. POST is what
+//! `navigator.sendBeacon` sends: its body is read (bounded) and ignored,
+//! and the answer is 204.
 
-use http::header;
-use http::Response;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
 
-use super::{Body, Ctx};
+use super::{read_body, Body, Ctx};
 use crate::enrich::Visitor;
 use crate::event::{Event, EventType};
 
 /// Longest beacon parameters kept, in characters.
 const MAX_NAME: usize = 64;
-const MAX_URL: usize = 2048;
+pub const MAX_URL: usize = 2048;
 const MAX_ID: usize = 128;
 
-pub fn beacon(ctx: &Ctx<'_>) -> Response<Body> {
+pub async fn beacon<B>(ctx: &Ctx<'_>, body: B) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let parts = ctx.req.parts;
+    let post = parts.method == Method::POST;
+    if post {
+        if let Err(refused) = read_body(ctx, body).await {
+            return refused;
+        }
+    }
     let mut ev = Event::new(EventType::Beacon, ctx.req.now_ms, ctx.method());
     let query = parts.uri.query().unwrap_or("");
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -43,10 +57,22 @@ pub fn beacon(ctx: &Ctx<'_>) -> Response<Body> {
         }
     }
     let cookie = ctx.record(ev, Visitor::Assign);
-    let mut r = ctx.app.responses().gif();
+    let mut r = if post {
+        no_content()
+    } else {
+        ctx.app.responses().gif()
+    };
     if let Some(c) = cookie {
         r.headers_mut().append(header::SET_COOKIE, c);
     }
+    r
+}
+
+fn no_content() -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 

@@ -5,6 +5,7 @@
 use http::header::{self, HeaderValue};
 use http::Response;
 
+use super::beacon::{clean, MAX_URL};
 use super::{event_from_claims, invalid_token, redirect, Body, Ctx};
 use crate::enrich::Visitor;
 use crate::event::EventType;
@@ -34,7 +35,15 @@ pub fn click(ctx: &Ctx<'_>, token: &str) -> Response<Body> {
     else {
         return ctx.app.responses().not_found();
     };
-    let ev = event_from_claims(EventType::Click, claims, ctx);
+    let mut ev = event_from_claims(EventType::Click, claims, ctx);
+    // How the person got here: the page or mail client the link was in.
+    ev.referer = ctx
+        .req
+        .parts
+        .headers
+        .get(header::REFERER)
+        .map(|r| clean(&String::from_utf8_lossy(r.as_bytes()), MAX_URL))
+        .filter(|r| !r.is_empty());
     let cookie = ctx.record(ev, Visitor::Assign);
     let mut r = redirect(location);
     if let Some(c) = cookie {

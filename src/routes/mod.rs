@@ -7,6 +7,7 @@
 
 pub mod beacon;
 pub mod click;
+pub mod html;
 pub mod pages;
 pub mod pixel;
 pub mod unsubscribe;
@@ -27,8 +28,6 @@ pub type Body = Full<Bytes>;
 /// The 43-byte transparent 1x1 GIF89a.
 pub const GIF: &[u8; 43] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff\x21\xf9\x04\x01\x00\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b";
 
-const NOT_FOUND_PAGE: &str = "<!doctype html><meta charset=utf-8><title>Not found</title><p>This link is not valid or has expired.</p>\n";
-
 /// What a route handler sees of a request.
 pub struct Ctx<'a> {
     pub app: &'a App,
@@ -48,15 +47,78 @@ impl Ctx<'_> {
     }
 }
 
-/// Headers prepared once and cloned into every answer of their kind.
+/// The fixed pages for people.
+#[derive(Debug, Clone, Copy)]
+pub enum Page {
+    NotFound,
+    OptedOut,
+    OptedIn,
+    TooLarge,
+    TooSlow,
+    UriTooLong,
+    BadRequest,
+}
+
+/// Headers and pages prepared once and cloned into every answer of their kind.
 pub struct Responses {
     gif: HeaderMap,
     html: HeaderMap,
+    pages: [Bytes; 7],
 }
 
 impl Default for Responses {
     fn default() -> Self {
+        let page = |title: &str, text: &[&str]| Bytes::from(html::simple(title, text));
+        let mut html_headers = headers(&[
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ]);
+        html_headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_str(&html::csp()).expect("the CSP is ASCII"),
+        );
         Responses {
+            html: html_headers,
+            pages: [
+                page(
+                    "Link not valid",
+                    &[
+                        "This link is not valid or has expired. If you copied it from an email, \
+                       check that the whole link was copied; otherwise, nothing more is needed: \
+                       you can close this page.",
+                    ],
+                ),
+                page(
+                    "You are opted out",
+                    &[
+                        "Visits from this browser, and the opens and clicks of emails read in it, \
+                         are no longer recorded with its address or a visitor id.",
+                        "<a href=\"/optin\">Opt back in</a>",
+                    ],
+                ),
+                page(
+                    "You are opted back in",
+                    &[
+                        "Your choice is saved in this browser.",
+                        "<a href=\"/optout\">Opt out</a>",
+                    ],
+                ),
+                page(
+                    "Request too large",
+                    &["The request body is larger than this server accepts."],
+                ),
+                page(
+                    "Request too slow",
+                    &["The request body did not arrive in time. Please try again."],
+                ),
+                page(
+                    "Link too long",
+                    &["This address is longer than this server accepts."],
+                ),
+                page("Bad request", &["This request could not be understood."]),
+            ],
             gif: headers(&[
                 (header::CONTENT_TYPE, "image/gif"),
                 (header::CONTENT_LENGTH, "43"),
@@ -66,13 +128,11 @@ impl Default for Responses {
                 ),
                 (header::PRAGMA, "no-cache"),
                 (header::EXPIRES, "0"),
-            ]),
-            html: headers(&[
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-store"),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
-                (header::REFERRER_POLICY, "no-referrer"),
+                // Pages that require CORP (COEP: require-corp) can embed it.
+                (
+                    header::HeaderName::from_static("cross-origin-resource-policy"),
+                    "cross-origin",
+                ),
             ]),
         }
     }
@@ -86,16 +146,21 @@ impl Responses {
         r
     }
 
-    /// A page for people.
-    pub fn page(&self, status: StatusCode, html: &'static str) -> Response<Body> {
-        let mut r = Response::new(Full::new(Bytes::from_static(html.as_bytes())));
+    /// A fixed page for people.
+    pub fn page(&self, status: StatusCode, page: Page) -> Response<Body> {
+        self.html(status, self.pages[page as usize].clone())
+    }
+
+    /// A page for people built for this request ([`html::page`]).
+    pub fn html(&self, status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+        let mut r = Response::new(Full::new(body.into()));
         *r.status_mut() = status;
         *r.headers_mut() = self.html.clone();
         r
     }
 
     pub fn not_found(&self) -> Response<Body> {
-        self.page(StatusCode::NOT_FOUND, NOT_FOUND_PAGE)
+        self.page(StatusCode::NOT_FOUND, Page::NotFound)
     }
 }
 
@@ -139,6 +204,37 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     r
+}
+
+/// Reads a request body of at most `server.max_body_bytes`, within
+/// `server.header_read_timeout_ms`: a body that never comes must not hold
+/// the stream (on HTTP/2, a slot of the connection) forever. Refusals are
+/// the answers to send.
+pub async fn read_body<B>(ctx: &Ctx<'_>, body: B) -> Result<Bytes, Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::{BodyExt, Limited};
+    let pages = ctx.app.responses();
+    let server = ctx.app.server_config();
+    let limit = server.max_body_bytes;
+    let declared = ctx
+        .req
+        .parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(pages.page(StatusCode::PAYLOAD_TOO_LARGE, Page::TooLarge));
+    }
+    let deadline = std::time::Duration::from_millis(server.header_read_timeout_ms);
+    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(_)) => Err(pages.page(StatusCode::PAYLOAD_TOO_LARGE, Page::TooLarge)),
+        Err(_) => Err(pages.page(StatusCode::REQUEST_TIMEOUT, Page::TooSlow)),
+    }
 }
 
 /// Counts a token that did not verify on `route`.

@@ -1,32 +1,39 @@
 //! `GET|POST /u/{token}`: unsubscribe, RFC 8058 one-click included.
+//!
+//! A GET never unsubscribes anyone: link scanners and previewers fetch every
+//! link of a mail (RFC 8058 §1). It sends the recipient to the sender's own
+//! page when the token names one (`u`), else shows a page whose one button
+//! POSTs back here. A POST records the unsubscribe: `one_click: true` for
+//! the `List-Unsubscribe=One-Click` body mail providers send, `false` for
+//! the button's form.
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
-use http::request::Parts;
+use http::header::HeaderValue;
 use http::{Method, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 
-use super::{event_from_claims, invalid_token, redirect, Body, Ctx};
+use super::html::{escape, page};
+use super::{event_from_claims, invalid_token, read_body, redirect, Body, Ctx};
 use crate::enrich::Visitor;
 use crate::event::EventType;
-use crate::token::TokenType;
+use crate::token::{Claims, TokenType};
 
 /// The body RFC 8058 one-click unsubscribe POSTs carry.
 const ONE_CLICK_BODY: &str = "List-Unsubscribe=One-Click";
-
-const UNSUBSCRIBED_PAGE: &str = "<!doctype html><meta charset=utf-8><title>Unsubscribed</title><p>You have been unsubscribed.</p>\n";
 
 pub async fn unsubscribe<B>(ctx: &Ctx<'_>, token: &str, body: B) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let one_click = ctx.req.parts.method == Method::POST;
-    if one_click {
-        if let Err(resp) = read_one_click(ctx, body).await {
-            return resp;
+    let post = ctx.req.parts.method == Method::POST;
+    let form = if post {
+        match read_body(ctx, body).await {
+            Ok(b) => Some(b),
+            Err(refused) => return refused,
         }
-    }
+    } else {
+        None
+    };
     let claims = match ctx
         .live
         .keys
@@ -38,60 +45,60 @@ where
             return ctx.app.responses().not_found();
         }
     };
-    let target = if one_click {
-        None
-    } else {
-        claims
+    let Some(form) = form else {
+        // A GET: the sender's page, or ours with the button.
+        if let Some(loc) = claims
             .u
             .as_deref()
             .and_then(|u| HeaderValue::from_str(u).ok())
+        {
+            return redirect(loc);
+        }
+        return ctx
+            .app
+            .responses()
+            .html(StatusCode::OK, confirm_page(&claims));
     };
+    let one_click = is_one_click(&form);
+    let done = done_page(&claims);
     let mut ev = event_from_claims(EventType::Unsubscribe, claims, ctx);
-    ev.one_click = one_click.then_some(true);
+    ev.one_click = Some(one_click);
     ctx.record(ev, Visitor::KeepOnly);
-    match target {
-        Some(loc) => redirect(loc),
-        None => ctx.app.responses().page(StatusCode::OK, UNSUBSCRIBED_PAGE),
-    }
+    ctx.app.responses().html(StatusCode::OK, done)
 }
 
-/// Reads an RFC 8058 one-click body, refusing anything else.
-async fn read_one_click<B>(ctx: &Ctx<'_>, body: B) -> Result<(), Response<Body>>
-where
-    B: hyper::body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let pages = ctx.app.responses();
-    let too_large = || {
-        pages.page(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "<p>Request body too large.</p>\n",
-        )
-    };
-    let limit = ctx.app.server_config().max_body_bytes;
-    if declared_length(ctx.req.parts).is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return Err(too_large()),
-    };
-    if is_one_click(&bytes) {
-        Ok(())
-    } else {
-        Err(pages.page(
-            StatusCode::BAD_REQUEST,
-            "<p>A one-click unsubscribe POST carries List-Unsubscribe=One-Click.</p>\n",
-        ))
-    }
+/// What the recipient unsubscribes from, as the token says.
+fn subject(c: &Claims) -> String {
+    format!("the emails of campaign <strong>{}</strong>", escape(&c.c))
 }
 
-fn declared_length(parts: &Parts) -> Option<u64> {
-    parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+/// The page with the one button, posting back to this URL.
+fn confirm_page(c: &Claims) -> String {
+    page(
+        "Unsubscribe",
+        &format!(
+            "<h1>Unsubscribe?</h1>\
+<p>Stop receiving {}.</p>\
+<form method=\"post\"><input type=\"hidden\" name=\"unsubscribe\" value=\"yes\">\
+<button type=\"submit\">Unsubscribe</button></form>\
+<p class=\"note\">Nothing changes until you press the button. If you did not mean to \
+unsubscribe, you can close this page.</p>",
+            subject(c)
+        ),
+    )
+}
+
+/// The confirmation after the POST.
+fn done_page(c: &Claims) -> String {
+    page(
+        "Unsubscribed",
+        &format!(
+            "<h1 role=\"status\">You are unsubscribed</h1>\
+<p>You will no longer receive {}.</p>\
+<p class=\"note\">It can take a little while to reach every mailing. You can close this page.</p>",
+            subject(c)
+        ),
+    )
 }
 
 /// Whether a POST body is RFC 8058's one-click request, form-encoded
@@ -120,5 +127,15 @@ mod tests {
         ));
         assert!(!is_one_click(b""));
         assert!(!is_one_click(b"List-Unsubscribe=Nope"));
+    }
+
+    #[test]
+    fn pages_name_the_campaign_escaped() {
+        let c = Claims::new(TokenType::Unsubscribe, "<b>spring</b> & co");
+        let p = confirm_page(&c);
+        assert!(p.contains("&lt;b&gt;spring&lt;/b&gt; &amp; co"), "{p}");
+        assert!(!p.contains("<b>spring"));
+        assert!(p.contains("<form method=\"post\">"));
+        assert!(done_page(&c).contains("&lt;b&gt;spring"));
     }
 }

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics::{counter, Counter};
 
@@ -101,9 +101,38 @@ impl<M> Intake<M> {
     }
 
     /// Refuses events from now on and sends `last` behind every queued
-    /// one, waiting for room; false when the thread is gone.
-    pub fn close(&self, last: M) -> bool {
+    /// one, waiting for room until `deadline`; false when the thread is
+    /// gone or the queue stayed full.
+    pub fn close(&self, mut last: M, deadline: Instant) -> bool {
         self.closed.store(true, Ordering::Relaxed);
-        self.tx.send(last).is_ok()
+        loop {
+            match self.tx.try_send(last) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    last = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TrySendError::Full(_)) => return false,
+            }
+        }
     }
+}
+
+/// Waits for `thread` to end until `deadline`; false (and the thread left
+/// to finish on its own) when it does not. Shutdown never waits without a
+/// limit: the orchestrator's SIGKILL would lose more than a late thread.
+pub fn join_by(thread: std::thread::JoinHandle<()>, deadline: Instant) -> bool {
+    while !thread.is_finished() {
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                thread = thread.thread().name().unwrap_or("?"),
+                "sink thread did not finish within the shutdown budget"
+            );
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = thread.join();
+    true
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use metrics::counter;
 
-use super::queue::{in_batches, Intake};
+use super::queue::{in_batches, join_by, Intake};
 use super::{Health, Sink};
 use crate::event::Event;
 use crate::metrics::{dropped, DropReason, EVENTS_DELIVERED};
@@ -72,6 +72,9 @@ struct Shared {
     pending: Arc<AtomicUsize>,
     /// Set while writes fail, so readiness can say why.
     failing: Mutex<Option<String>>,
+    /// Set at shutdown: failing writes are retried until then, no longer,
+    /// whichever batch they are in.
+    deadline: Mutex<Option<Instant>>,
 }
 
 /// A sink that appends NDJSON lines to a file or to stdout.
@@ -89,11 +92,15 @@ impl WriterSink {
                 anyhow::anyhow!("sink.file_path: cannot create {}: {e}", dir.display())
             })?;
         }
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
             .map_err(|e| anyhow::anyhow!("sink.file_path: cannot open {}: {e}", path.display()))?;
+        end_torn_line(&mut file).map_err(|e| {
+            anyhow::anyhow!("sink.file_path: cannot repair {}: {e}", path.display())
+        })?;
         Ok(Self::start(Target::File(file), capacity))
     }
 
@@ -107,6 +114,7 @@ impl WriterSink {
         let shared = Arc::new(Shared {
             pending: intake.pending_counter(),
             failing: Mutex::new(None),
+            deadline: Mutex::new(None),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -143,14 +151,21 @@ impl Sink for WriterSink {
         };
         let (done_tx, done_rx) = mpsc::sync_channel(1);
         let deadline = Instant::now() + timeout;
+        *self.shared.deadline.lock().unwrap() = Some(deadline);
+        // A little past the deadline: a thread that gave up on the disk
+        // drains the queue quickly, counting what it drops.
+        let end = deadline + RETRY_EVERY * 2;
         // Behind every event already queued, so all of them are written first.
-        if self.intake.close(Msg::Close {
-            deadline,
-            done: done_tx,
-        }) {
-            let _ = done_rx.recv_timeout(timeout + RETRY_EVERY * 2);
+        if self.intake.close(
+            Msg::Close {
+                deadline,
+                done: done_tx,
+            },
+            end,
+        ) {
+            let _ = done_rx.recv_timeout(end.saturating_duration_since(Instant::now()));
         }
-        let _ = thread.join();
+        join_by(thread, end);
     }
 }
 
@@ -169,7 +184,10 @@ fn write_loop(mut target: Target, rx: Receiver<Msg>, shared: &Shared) {
                 Msg::Close { deadline, done } => close = Some((deadline, done)),
             }
         }
-        let deadline = close.as_ref().map(|(d, _)| *d);
+        let deadline = close
+            .as_ref()
+            .map(|(d, _)| *d)
+            .or(*shared.deadline.lock().unwrap());
         if write_all(&mut target, &buf, shared, deadline) {
             counter!(EVENTS_DELIVERED).increment(n as u64);
         } else {
@@ -215,8 +233,29 @@ fn write_all(target: &mut Target, buf: &[u8], shared: &Shared, deadline: Option<
     true
 }
 
-/// Records a failure and waits before the next try; false once past the deadline.
+/// Ends a line a crash left half-written, so the next event starts on a
+/// line of its own instead of being joined to the torn one.
+fn end_torn_line(file: &mut File) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    file.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        tracing::warn!("sink.file_path ends with a torn line (a crash mid-write); ending it");
+        file.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Records a failure and waits before the next try; false once past the
+/// deadline (the batch's, or the shutdown's, which reaches a retry in
+/// progress too).
 fn retry(shared: &Shared, err: String, deadline: Option<Instant>) -> bool {
+    let deadline = deadline.or(*shared.deadline.lock().unwrap());
     {
         let mut failing = shared.failing.lock().unwrap();
         if failing.is_none() {

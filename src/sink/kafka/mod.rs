@@ -43,7 +43,7 @@ use metrics::gauge;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{Producer, PurgeConfig, ThreadedProducer};
 
-use super::queue::Intake;
+use super::queue::{join_by, Intake};
 use super::{Health, Sink};
 use crate::config::KafkaConfig;
 use crate::event::Event;
@@ -134,12 +134,23 @@ impl KafkaSink {
         source: &str,
         queue_capacity: usize,
     ) -> anyhow::Result<KafkaSink> {
-        let (spool, corrupt) =
+        let (spool, found) =
             Spool::open(&cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_segment_bytes)
                 .map_err(|e| anyhow::anyhow!("kafka.spool_dir {}: {e}", cfg.spool_dir.display()))?;
-        if corrupt > 0 {
-            tracing::warn!(corrupt, "spool recovery skipped damaged records");
-            dropped(DropReason::SpoolCorrupt, corrupt as u64);
+        if found.corrupt > 0 {
+            tracing::warn!(
+                corrupt = found.corrupt,
+                "spool recovery skipped damaged records"
+            );
+            dropped(DropReason::SpoolCorrupt, found.corrupt as u64);
+        }
+        if found.set_aside > 0 {
+            tracing::error!(
+                segments = found.set_aside,
+                dir = %cfg.spool_dir.display(),
+                "unreadable spool segments set aside as .bad files"
+            );
+            metrics::counter!(crate::metrics::SPOOL_SET_ASIDE).increment(found.set_aside as u64);
         }
         let (events, bytes) = spool.totals();
         if events > 0 {
@@ -250,29 +261,35 @@ impl Sink for KafkaSink {
             + self.shared.spool.events.load(Ordering::Relaxed)
     }
 
+    /// Delivers what it can within `timeout` and moves the rest to the
+    /// spool, every step bounded by one deadline: the orchestrator's
+    /// SIGKILL after its grace period would lose what is still in memory.
     fn shutdown(&self, timeout: Duration) {
         let mut threads: Vec<_> = std::mem::take(&mut *self.threads.lock().unwrap());
         if threads.is_empty() {
             return;
         }
         let deadline = Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
         // The producing thread first: every queued event into the producer
         // or the spool.
         let feeder = threads.remove(0);
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        if self.intake.close(Feed::Close(ack_tx)) && ack_rx.recv_timeout(timeout).is_ok() {
-            let _ = feeder.join();
+        if self.intake.close(Feed::Close(ack_tx), deadline) && ack_rx.recv_timeout(left()).is_ok() {
+            join_by(feeder, deadline);
         }
         self.shared.stop.store(true, Ordering::Relaxed);
         // Then the replay thread: it must not send or swap producers while
         // the producer is drained.
         if let Some(replay) = threads.pop() {
-            let _ = replay.join();
+            join_by(replay, deadline);
         }
         let producer = self.producer.load_full();
-        // Deliver what librdkafka holds while there is time...
-        let flush_for = timeout
-            .saturating_sub(PURGE_WAIT)
+        // Deliver what librdkafka holds while there is time, keeping a
+        // share of it to take the rest back...
+        let purge_for = PURGE_WAIT.min(left() / 3);
+        let flush_for = left()
+            .saturating_sub(purge_for)
             .max(Duration::from_millis(100));
         if producer.flush(flush_for).is_err() {
             tracing::warn!(
@@ -287,14 +304,26 @@ impl Sink for KafkaSink {
         while producer.in_flight_count() > 0 && Instant::now() < deadline {
             producer.poll(Duration::from_millis(10));
         }
+        // The spool's thread writes what it was given, syncs and stops; a
+        // second past the deadline at most, for that final write.
+        let end = deadline + Duration::from_secs(1);
         let (tx, rx) = mpsc::sync_channel(1);
-        if self.spool_tx.send(SpoolMsg::Close(tx)).is_ok() {
-            let _ = rx.recv_timeout(
-                deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5),
-            );
+        let mut close = SpoolMsg::Close(tx);
+        loop {
+            match self.spool_tx.try_send(close) {
+                Ok(()) => {
+                    let _ = rx.recv_timeout(end.saturating_duration_since(Instant::now()));
+                    break;
+                }
+                Err(mpsc::TrySendError::Full(m)) if Instant::now() < end => {
+                    close = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => break,
+            }
         }
         for t in threads {
-            let _ = t.join();
+            join_by(t, end);
         }
     }
 }

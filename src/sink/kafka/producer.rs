@@ -59,24 +59,24 @@ pub fn producer_defaults(cfg: &KafkaConfig, node: &str) -> Vec<(&'static str, St
     ]
 }
 
-/// Which record a delivery report is about: a live event, or a record of a
-/// replayed spool segment (its sequence number and the replay attempt).
+/// Which record a delivery report is about: a live event, or record
+/// `index` of a segment sent in replay attempt `attempt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tag {
     Live,
-    Replayed { seq: u64, generation: u16 },
+    Replayed { attempt: u32, index: u32 },
 }
 
 impl Tag {
-    /// The opaque word librdkafka carries: 0 for live records, `seq << 16 |
-    /// generation` for replayed ones (generations start at 1, so a replayed
+    /// The opaque word librdkafka carries: 0 for live records, `attempt <<
+    /// 32 | index` for replayed ones (attempts start at 1, so a replayed
     /// record never packs to 0).
     pub fn pack(self) -> usize {
         match self {
             Tag::Live => 0,
-            Tag::Replayed { seq, generation } => {
-                debug_assert!(generation != 0, "generation 0 would read as live");
-                ((seq as usize) << 16) | generation as usize
+            Tag::Replayed { attempt, index } => {
+                debug_assert!(attempt != 0, "attempt 0 would read as live");
+                ((attempt as u64) << 32 | index as u64) as usize
             }
         }
     }
@@ -85,16 +85,17 @@ impl Tag {
         if opaque == 0 {
             return Tag::Live;
         }
+        let v = opaque as u64;
         Tag::Replayed {
-            seq: (opaque >> 16) as u64,
-            generation: (opaque & 0xffff) as u16,
+            attempt: (v >> 32) as u32,
+            index: v as u32,
         }
     }
 }
 
-/// The next replay generation after `g`, skipping 0 (see [`Tag::pack`]).
-pub fn next_generation(g: u16) -> u16 {
-    match g.wrapping_add(1) {
+/// The next replay attempt's number after `a`, skipping 0 (see [`Tag::pack`]).
+pub fn next_attempt(a: u32) -> u32 {
+    match a.wrapping_add(1) {
         0 => 1,
         n => n,
     }
@@ -210,8 +211,8 @@ impl ProducerContext for Ctx {
                 false
             }
         };
-        if let Tag::Replayed { seq, generation } = tag {
-            self.shared.replay.settle(seq, generation, ok);
+        if let Tag::Replayed { attempt, index } = tag {
+            self.shared.replay.settle(attempt, index, ok);
         }
     }
 }
@@ -393,16 +394,16 @@ mod tests {
     #[test]
     fn tags_round_trip_and_never_collide_with_live() {
         assert_eq!(Tag::unpack(Tag::Live.pack()), Tag::Live);
-        for (seq, generation) in [(0, 1), (1, 1), (7, 0xffff), (1 << 30, 42)] {
-            let t = Tag::Replayed { seq, generation };
+        for (attempt, index) in [(1, 0), (1, 1), (7, u32::MAX), (u32::MAX, 42)] {
+            let t = Tag::Replayed { attempt, index };
             assert_ne!(t.pack(), 0, "{t:?}");
             assert_eq!(Tag::unpack(t.pack()), t);
         }
-        // Segment 0's replays stay replays even after the generation wraps.
-        let mut g = 0xfffe;
+        // Record 0 of a replay stays a replay even after the attempts wrap.
+        let mut a = u32::MAX - 1;
         for _ in 0..4 {
-            g = next_generation(g);
-            assert_ne!(g, 0);
+            a = next_attempt(a);
+            assert_ne!(a, 0);
         }
     }
 

@@ -4,7 +4,6 @@
 //! A segment is deleted (by the spool's thread) only once every record of
 //! one replay of it is delivered.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -16,10 +15,11 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use rdkafka::types::RDKafkaRespErr;
 
-use super::producer::{next_generation, owned_headers, Ctx, SharedProducer, Tag};
+use super::producer::{next_attempt, owned_headers, Ctx, SharedProducer, Tag};
 use super::spool::{Spool, SpoolRecord};
 use super::spool_writer::SpoolMsg;
 use super::{Shared, PURGE_WAIT};
+use crate::metrics::{dropped, DropReason};
 
 /// Replay keeps the producer's queue below this, so live traffic always
 /// finds room.
@@ -29,80 +29,130 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How long a metadata probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One replay of one spool segment.
-#[derive(Debug, Clone, Copy)]
-pub struct Attempt {
-    /// Tells this attempt's delivery reports from an earlier attempt's.
-    pub generation: u16,
-    /// Records sent and not yet reported, plus records not sent at all.
-    pub left: u64,
-    /// Some record was not delivered: the segment stays and is replayed again.
-    pub failed: bool,
-    /// Set once `left` reaches 0: whether every record was delivered.
-    pub done: Option<bool>,
+/// Tries a spooled record gets in replay before it is given up and counted
+/// dropped: a record the broker keeps refusing for a reason it does not call
+/// permanent must not hold the spool (and re-send its segment) forever.
+pub const MAX_TRIES: u8 = 5;
+/// Failed reads of a segment before it is set aside.
+const MAX_READ_FAILURES: u32 = 3;
+
+/// What became of each record of the segment being replayed, across
+/// attempts: only records not yet delivered are sent again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub seq: u64,
+    /// Delivered (or refused for good, and counted) by some attempt.
+    pub settled: Vec<bool>,
+    /// Failed sends per record.
+    pub tries: Vec<u8>,
 }
 
-impl Attempt {
-    pub fn new(generation: u16, records: u64) -> Attempt {
-        Attempt {
-            generation,
-            left: records,
-            failed: false,
-            done: None,
+impl Progress {
+    pub fn new(seq: u64, records: usize) -> Progress {
+        Progress {
+            seq,
+            settled: vec![false; records],
+            tries: vec![0; records],
         }
     }
 
-    /// Accounts for `n` records' outcome; the attempt's verdict when this
-    /// settles its last record.
-    pub fn settle(&mut self, n: u64, ok: bool) -> Option<bool> {
-        self.failed |= !ok;
-        self.left = self.left.saturating_sub(n);
-        if self.left == 0 && self.done.is_none() {
-            self.done = Some(!self.failed);
-            return self.done;
+    /// Records to send in the next attempt.
+    pub fn to_send(&self) -> Vec<u32> {
+        (0..self.settled.len())
+            .filter(|&i| !self.settled[i] && self.tries[i] < MAX_TRIES)
+            .map(|i| i as u32)
+            .collect()
+    }
+
+    /// Takes an attempt's reports in: `results[k]` is the outcome of
+    /// `sent[k]` (None: not sent, or no report). Returns how many records
+    /// this gave up on.
+    pub fn merge(&mut self, sent: &[u32], results: &[Option<bool>]) -> u64 {
+        let mut gave_up = 0;
+        for (&i, r) in sent.iter().zip(results) {
+            let i = i as usize;
+            match r {
+                Some(true) => self.settled[i] = true,
+                Some(false) => {
+                    self.tries[i] = self.tries[i].saturating_add(1);
+                    if self.tries[i] == MAX_TRIES {
+                        gave_up += 1;
+                    }
+                }
+                None => {}
+            }
         }
-        None
+        gave_up
+    }
+
+    /// Every record is delivered or given up.
+    pub fn finished(&self) -> bool {
+        (0..self.settled.len()).all(|i| self.settled[i] || self.tries[i] >= MAX_TRIES)
     }
 }
 
-/// Replay attempts in progress by segment, settled by delivery reports.
+/// One attempt's delivery reports, by position in the attempt.
+#[derive(Debug)]
+struct Attempt {
+    id: u32,
+    results: Vec<Option<bool>>,
+    /// Reports still to come.
+    left: usize,
+}
+
+/// The replay attempt in progress, settled by delivery reports.
 #[derive(Default)]
 pub struct ReplayBook {
-    attempts: Mutex<HashMap<u64, Attempt>>,
+    current: Mutex<Option<Attempt>>,
 }
 
 impl ReplayBook {
-    fn begin(&self, seq: u64, attempt: Attempt) {
-        self.attempts.lock().unwrap().insert(seq, attempt);
+    fn begin(&self, id: u32, records: usize) {
+        *self.current.lock().unwrap() = Some(Attempt {
+            id,
+            results: vec![None; records],
+            left: records,
+        });
     }
 
-    /// A delivery report of a replayed record; reports of an older attempt
-    /// of the same segment are ignored.
-    pub fn settle(&self, seq: u64, generation: u16, ok: bool) {
-        let mut book = self.attempts.lock().unwrap();
-        if let Some(a) = book.get_mut(&seq).filter(|a| a.generation == generation) {
-            a.settle(1, ok);
+    /// The delivery report of record `index` of attempt `attempt`; reports
+    /// of an earlier attempt are ignored.
+    pub fn settle(&self, attempt: u32, index: u32, ok: bool) {
+        let mut cur = self.current.lock().unwrap();
+        if let Some(a) = cur.as_mut().filter(|a| a.id == attempt) {
+            if let Some(r @ None) = a.results.get_mut(index as usize) {
+                *r = Some(ok);
+                a.left -= 1;
+            }
         }
     }
 
-    fn settle_unsent(&self, seq: u64, n: u64) {
-        if let Some(a) = self.attempts.lock().unwrap().get_mut(&seq) {
-            a.settle(n, false);
+    /// Records past `sent` of the attempt were never sent: no report comes.
+    fn unsent(&self, sent: usize) {
+        if let Some(a) = self.current.lock().unwrap().as_mut() {
+            let missing = a.results.len().saturating_sub(sent);
+            a.results.truncate(sent);
+            a.left = a.left.saturating_sub(missing);
         }
     }
 
-    /// The attempt's verdict once settled, ending it.
-    fn finished(&self, seq: u64) -> Option<bool> {
-        let mut book = self.attempts.lock().unwrap();
-        let done = book.get(&seq).and_then(|a| a.done);
-        if done.is_some() {
-            book.remove(&seq);
+    /// The attempt's results once every report is in.
+    fn finished(&self) -> Option<Vec<Option<bool>>> {
+        let mut cur = self.current.lock().unwrap();
+        if cur.as_ref().is_some_and(|a| a.left == 0) {
+            return cur.take().map(|a| a.results);
         }
-        done
+        None
     }
 
-    fn abandon(&self, seq: u64) {
-        self.attempts.lock().unwrap().remove(&seq);
+    /// Ends the attempt with what came in.
+    fn abandon(&self) -> Vec<Option<bool>> {
+        self.current
+            .lock()
+            .unwrap()
+            .take()
+            .map(|a| a.results)
+            .unwrap_or_default()
     }
 }
 
@@ -133,8 +183,10 @@ impl Replayer {
     }
 
     pub fn run(self) {
-        let mut generation: u16 = 0;
+        let mut attempt: u32 = 0;
         let mut created = false;
+        let mut progress: Option<Progress> = None;
+        let mut read_failures = (0u64, 0u32);
         let link = &self.shared.link;
         while !self.stopped() {
             let fatal = self.producer.load().client().fatal_error();
@@ -171,7 +223,7 @@ impl Replayer {
                         tracing::error!(error = %e, "cannot seal the spool segment for replay");
                     }
                 }
-                s.oldest().map(|seg| (seg, s.read(seg.seq)))
+                s.oldest().map(|seg| (seg, s.read(&seg)))
             };
             let Some((seg, scan)) = next else {
                 self.sleep(Duration::from_millis(100));
@@ -180,53 +232,93 @@ impl Replayer {
             let records = match scan {
                 Ok(s) => s.records,
                 Err(e) => {
-                    tracing::error!(error = %e, seq = seg.seq, "cannot read a spool segment");
-                    self.sleep(PROBE_EVERY);
+                    // An unreadable oldest segment must not hold the spool
+                    // (and everything behind it) forever.
+                    let n = if read_failures.0 == seg.seq {
+                        read_failures.1 + 1
+                    } else {
+                        1
+                    };
+                    read_failures = (seg.seq, n);
+                    tracing::error!(error = %e, seq = seg.seq, failures = n, "cannot read a spool segment");
+                    if n >= MAX_READ_FAILURES {
+                        let lost = self.spool.lock().unwrap().set_aside(seg.seq);
+                        tracing::error!(seq = seg.seq, events = lost, "set an unreadable spool segment aside as .bad; its events are counted dropped");
+                        dropped(DropReason::SpoolCorrupt, lost);
+                        self.spool_tx.send(SpoolMsg::Publish).ok();
+                    } else {
+                        self.sleep(PROBE_EVERY);
+                    }
                     continue;
                 }
             };
-            if records.is_empty() {
-                self.remove(seg.seq);
-                continue;
-            }
-            tracing::debug!(
-                seq = seg.seq,
-                records = records.len(),
-                "replaying spool segment"
-            );
-            generation = next_generation(generation);
-            let total = records.len() as u64;
-            self.shared
-                .replay
-                .begin(seg.seq, Attempt::new(generation, total));
-            let tag = Tag::Replayed {
-                seq: seg.seq,
-                generation,
+            // Records the segment should hold but that did not read back
+            // are lost to damage on disk: counted once, when it is done.
+            let damaged = seg.events.saturating_sub(records.len() as u64);
+            let p = match progress.take() {
+                Some(p) if p.seq == seg.seq && p.settled.len() == records.len() => p,
+                _ => Progress::new(seg.seq, records.len()),
             };
-            let sent = self.replay(&records, tag.pack());
-            if sent < total {
-                self.shared.replay.settle_unsent(seg.seq, total - sent);
-            }
-            match self.outcome(seg.seq) {
-                Some(true) => self.remove(seg.seq),
-                // Kept on disk; replayed whole once Kafka is healthy again.
-                Some(false) | None => self.sleep(PROBE_EVERY),
+            let p = self.replay_segment(p, &records, &mut attempt);
+            if p.finished() {
+                dropped(DropReason::SpoolCorrupt, damaged);
+                self.remove(seg.seq);
+            } else {
+                progress = Some(p);
+                // Kept on disk; what is not yet delivered is sent again once
+                // Kafka is healthy.
+                self.sleep(PROBE_EVERY);
             }
         }
     }
 
-    /// Waits for every delivery report of the segment's current attempt:
-    /// whether all were delivered, or None when stopping or out of time.
-    fn outcome(&self, seq: u64) -> Option<bool> {
+    /// One attempt at the records of `p` not yet delivered.
+    fn replay_segment(
+        &self,
+        mut p: Progress,
+        records: &[SpoolRecord],
+        attempt: &mut u32,
+    ) -> Progress {
+        let sent_ids = p.to_send();
+        if sent_ids.is_empty() {
+            return p;
+        }
+        tracing::debug!(
+            seq = p.seq,
+            records = sent_ids.len(),
+            "replaying spool segment"
+        );
+        *attempt = next_attempt(*attempt);
+        self.shared.replay.begin(*attempt, sent_ids.len());
+        let sent = self.replay(records, &sent_ids, *attempt);
+        if sent < sent_ids.len() {
+            self.shared.replay.unsent(sent);
+        }
+        let results = self.outcome();
+        let gave_up = p.merge(&sent_ids[..results.len()], &results);
+        if gave_up > 0 {
+            tracing::error!(
+                seq = p.seq,
+                records = gave_up,
+                tries = MAX_TRIES,
+                "kafka kept refusing spooled records; dropped"
+            );
+            dropped(DropReason::RetriesExhausted, gave_up);
+        }
+        p
+    }
+
+    /// Waits for every delivery report of the current attempt; what came
+    /// in when stopping or out of time.
+    fn outcome(&self) -> Vec<Option<bool>> {
         let end = Instant::now() + self.settle_timeout;
         while !self.stopped() && Instant::now() < end {
-            if let Some(done) = self.shared.replay.finished(seq) {
-                return Some(done);
+            if let Some(done) = self.shared.replay.finished() {
+                return done;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        self.shared.replay.abandon(seq);
-        None
+        self.shared.replay.abandon()
     }
 
     /// Has the spool's thread delete a segment and waits until it has.
@@ -261,13 +353,18 @@ impl Replayer {
         tracing::warn!("replaced the kafka producer after a fatal error");
     }
 
-    /// Sends a segment's records, keeping the producer's queue short so live
-    /// traffic is never starved; returns how many were sent. Stops early if
-    /// Kafka degrades: the segment is then replayed whole later (duplicates
-    /// are allowed, loss is not).
-    fn replay(&self, records: &[SpoolRecord], opaque: usize) -> u64 {
+    /// Sends records `ids` of a segment, keeping the producer's queue short
+    /// so live traffic is never starved; returns how many were sent. Stops
+    /// early if Kafka degrades: the rest are sent by a later attempt.
+    fn replay(&self, records: &[SpoolRecord], ids: &[u32], attempt: u32) -> usize {
         let mut sent = 0;
-        for rec in records {
+        for (k, &i) in ids.iter().enumerate() {
+            let rec = &records[i as usize];
+            let opaque = Tag::Replayed {
+                attempt,
+                index: k as u32,
+            }
+            .pack();
             loop {
                 if self.stopped() || self.shared.link.is_degraded() {
                     return sent;
@@ -396,47 +493,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_attempt_succeeds_only_when_every_record_is_delivered() {
-        let mut a = Attempt::new(1, 3);
-        assert_eq!(a.settle(1, true), None);
-        assert_eq!(a.settle(1, true), None);
-        assert_eq!(a.settle(1, true), Some(true));
-        // Later reports change nothing.
-        assert_eq!(a.settle(1, false), None);
-        assert_eq!(a.done, Some(true));
-
-        let mut b = Attempt::new(1, 3);
-        assert_eq!(b.settle(1, false), None);
-        assert_eq!(
-            b.settle(2, true),
-            Some(false),
-            "one failure keeps the segment"
-        );
+    fn only_undelivered_records_are_sent_again() {
+        let mut p = Progress::new(9, 4);
+        assert_eq!(p.to_send(), [0, 1, 2, 3]);
+        // Records 0 and 2 delivered, 1 failed, 3 never sent (Kafka went away).
+        let gave_up = p.merge(&[0, 1, 2], &[Some(true), Some(false), Some(true)]);
+        assert_eq!(gave_up, 0);
+        assert_eq!(p.to_send(), [1, 3]);
+        assert!(!p.finished());
+        p.merge(&[1, 3], &[Some(true), Some(true)]);
+        assert!(p.finished());
+        assert!(p.to_send().is_empty());
     }
 
     #[test]
-    fn reports_of_an_older_attempt_are_ignored() {
-        let book = ReplayBook::default();
-        book.begin(7, Attempt::new(2, 1));
-        book.settle(7, 1, false);
-        assert_eq!(
-            book.finished(7),
-            None,
-            "generation 1 is not the current attempt"
-        );
-        book.settle(7, 2, true);
-        assert_eq!(book.finished(7), Some(true));
-        assert_eq!(book.finished(7), None, "a finished attempt is ended");
-    }
-
-    #[test]
-    fn unsent_records_fail_the_attempt() {
-        let book = ReplayBook::default();
-        book.begin(3, Attempt::new(1, 5));
-        for _ in 0..2 {
-            book.settle(3, 1, true);
+    fn a_record_refused_every_time_is_given_up_once() {
+        let mut p = Progress::new(1, 2);
+        let mut gave_up = 0;
+        for _ in 0..10 {
+            let ids = p.to_send();
+            if ids.is_empty() {
+                break;
+            }
+            let results: Vec<_> = ids.iter().map(|&i| Some(i == 0)).collect();
+            gave_up += p.merge(&ids, &results);
         }
-        book.settle_unsent(3, 3);
-        assert_eq!(book.finished(3), Some(false));
+        assert_eq!(gave_up, 1);
+        assert_eq!(p.tries[1], MAX_TRIES);
+        assert!(p.finished());
+    }
+
+    #[test]
+    fn reports_of_an_earlier_attempt_are_ignored() {
+        let book = ReplayBook::default();
+        book.begin(2, 2);
+        book.settle(1, 0, false);
+        assert_eq!(book.finished(), None, "attempt 1 is not the current one");
+        book.settle(2, 0, true);
+        book.settle(2, 0, false);
+        assert_eq!(book.finished(), None, "a record settles once");
+        book.settle(2, 1, false);
+        assert_eq!(book.finished(), Some(vec![Some(true), Some(false)]));
+        assert_eq!(book.finished(), None, "a finished attempt is ended");
+    }
+
+    #[test]
+    fn unsent_records_end_the_attempt_early() {
+        let book = ReplayBook::default();
+        book.begin(3, 5);
+        book.settle(3, 0, true);
+        book.settle(3, 1, true);
+        book.unsent(2);
+        assert_eq!(book.finished(), Some(vec![Some(true), Some(true)]));
     }
 }

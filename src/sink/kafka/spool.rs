@@ -13,6 +13,12 @@
 //! all little-endian. The magic lets recovery find the next record after a
 //! damaged one; the checksum tells an intact record from a torn or flipped
 //! one. This module only does file I/O; it never talks to Kafka.
+//!
+//! Recovery never writes: a node that crashed on a full disk must start on
+//! that full disk. A segment with damage is renamed `{seq:016x}.damaged`
+//! (a rename needs no space), its damage counted once, and replayed like
+//! any other (reading skips the damage); a segment that cannot be read at
+//! all is renamed `{seq:016x}.bad` and set aside for an operator.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -170,8 +176,22 @@ pub fn scan(data: &[u8]) -> Scan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sealed {
     pub seq: u64,
+    /// Intact records it should hold.
     pub events: u64,
+    /// Bytes of it that hold them: a write that failed halfway leaves a
+    /// tail past this that is never read.
     pub bytes: u64,
+    /// Damage in it was found (and counted) at a start.
+    pub damaged: bool,
+}
+
+/// What [`Spool::open`] found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Damaged records skipped, counted once (not again at the next start).
+    pub corrupt: usize,
+    /// Segments that could not be read, set aside as `.bad` files.
+    pub set_aside: usize,
 }
 
 /// The spool directory. Not thread-safe by itself: the Kafka sink owns it
@@ -197,59 +217,92 @@ pub enum SpoolError {
     Io(#[from] io::Error),
 }
 
-fn seg_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("{seq:016x}.spool"))
+const LIVE: &str = "spool";
+const DAMAGED: &str = "damaged";
+const BAD: &str = "bad";
+
+fn seg_path(dir: &Path, seq: u64, damaged: bool) -> PathBuf {
+    dir.join(format!(
+        "{seq:016x}.{}",
+        if damaged { DAMAGED } else { LIVE }
+    ))
+}
+
+/// Renames a segment; false (logged) when even that fails.
+fn rename(dir: &Path, seq: u64, from: &str, to: &str) -> bool {
+    let (a, b) = (
+        dir.join(format!("{seq:016x}.{from}")),
+        dir.join(format!("{seq:016x}.{to}")),
+    );
+    match fs::rename(&a, &b) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, file = %a.display(), "cannot rename a spool segment");
+            false
+        }
+    }
 }
 
 impl Spool {
-    /// Opens (creating) the spool in `dir` and recovers what is there:
-    /// every intact record is kept, damaged ones are cut out, and their
-    /// number is returned with the spool.
-    pub fn open(dir: &Path, max_bytes: u64, segment_bytes: u64) -> io::Result<(Spool, usize)> {
+    /// Opens (creating) the spool in `dir` and recovers what is there,
+    /// without writing: every intact record is kept for replay, damaged
+    /// segments are marked and their damage counted once, unreadable ones
+    /// set aside. Only an unusable directory is an error.
+    pub fn open(dir: &Path, max_bytes: u64, segment_bytes: u64) -> io::Result<(Spool, Recovered)> {
         fs::create_dir_all(dir)?;
-        let mut seqs: Vec<u64> = fs::read_dir(dir)?
+        let mut segs: Vec<(u64, String)> = fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
-                u64::from_str_radix(name.strip_suffix(".spool")?, 16).ok()
+                let (seq, ext) = name.split_once('.')?;
+                Some((u64::from_str_radix(seq, 16).ok()?, ext.to_owned()))
             })
+            .filter(|(_, ext)| [LIVE, DAMAGED, BAD].contains(&ext.as_str()))
             .collect();
-        seqs.sort_unstable();
+        segs.sort_unstable();
+        let next_seq = segs.last().map_or(1, |(s, _)| s + 1);
         let mut sealed = VecDeque::new();
-        let mut corrupt = 0;
-        for seq in &seqs {
-            let path = seg_path(dir, *seq);
-            let data = fs::read(&path)?;
-            let s = scan(&data);
-            corrupt += s.corrupt;
-            if s.records.is_empty() {
-                fs::remove_file(&path)?;
+        let mut found = Recovered::default();
+        for (seq, ext) in segs {
+            if ext == BAD {
                 continue;
             }
-            let mut bytes = data.len() as u64;
-            if s.corrupt > 0 {
-                // Rewrite with only the intact records, atomically.
-                let mut buf = Vec::with_capacity(data.len());
-                for r in &s.records {
-                    r.encode_into(&mut buf);
+            let was_damaged = ext == DAMAGED;
+            let data = match fs::read(seg_path(dir, seq, was_damaged)) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, seq, "cannot read a spool segment; setting it aside as .bad");
+                    rename(dir, seq, &ext, BAD);
+                    found.set_aside += 1;
+                    continue;
                 }
-                let tmp = dir.join(format!("{seq:016x}.tmp"));
-                let mut f = File::create(&tmp)?;
-                f.write_all(&buf)?;
-                f.sync_all()?;
-                fs::rename(&tmp, &path)?;
-                bytes = buf.len() as u64;
+            };
+            let s = scan(&data);
+            if s.records.is_empty() {
+                if let Err(e) = fs::remove_file(seg_path(dir, seq, was_damaged)) {
+                    tracing::warn!(error = %e, seq, "cannot delete an empty spool segment");
+                }
+                if !was_damaged {
+                    found.corrupt += s.corrupt;
+                }
+                continue;
+            }
+            let mut damaged = was_damaged;
+            if s.corrupt > 0 && !was_damaged {
+                // Counted now; the new name says so at the next start.
+                found.corrupt += s.corrupt;
+                damaged = rename(dir, seq, LIVE, DAMAGED);
             }
             sealed.push_back(Sealed {
-                seq: *seq,
+                seq,
                 events: s.records.len() as u64,
-                bytes,
+                bytes: data.len() as u64,
+                damaged,
             });
         }
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
-        let next_seq = seqs.last().map_or(1, |s| s + 1);
         let spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -261,7 +314,7 @@ impl Spool {
             next_seq,
             dirty: false,
         };
-        Ok((spool, corrupt))
+        Ok((spool, found))
     }
 
     /// Events and bytes on disk.
@@ -291,14 +344,16 @@ impl Spool {
             let f = OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(seg_path(&self.dir, seq))?;
+                .open(seg_path(&self.dir, seq, false))?;
             self.active = Some((seq, f));
         }
         let (_, f) = self.active.as_mut().unwrap();
         if let Err(e) = f.write_all(buf) {
-            // A partial write leaves a torn record that recovery cuts out;
-            // start a fresh segment so later records stay readable.
-            self.active_bytes += buf.len() as u64;
+            // A write that stopped halfway (a full disk) may have left whole
+            // records of a batch counted as dropped: cut them off, so they
+            // are never replayed too. Should even that fail, the segment's
+            // `bytes` ends before them, and replay reads no further.
+            let _ = f.set_len(self.active_bytes);
             let _ = self.seal();
             return Err(e.into());
         }
@@ -334,9 +389,10 @@ impl Spool {
                     seq,
                     events: self.active_events,
                     bytes: self.active_bytes,
+                    damaged: false,
                 });
             } else {
-                let _ = fs::remove_file(seg_path(&self.dir, seq));
+                let _ = fs::remove_file(seg_path(&self.dir, seq, false));
             }
             self.active_events = 0;
             self.active_bytes = 0;
@@ -354,18 +410,35 @@ impl Spool {
         self.sealed.front().copied()
     }
 
-    /// Reads a sealed segment's intact records.
-    pub fn read(&self, seq: u64) -> io::Result<Scan> {
-        Ok(scan(&fs::read(seg_path(&self.dir, seq))?))
+    /// Reads a sealed segment's intact records, up to its known length.
+    pub fn read(&self, seg: &Sealed) -> io::Result<Scan> {
+        let mut data = fs::read(seg_path(&self.dir, seg.seq, seg.damaged))?;
+        data.truncate(seg.bytes as usize);
+        Ok(scan(&data))
     }
 
     /// Deletes a sealed segment whose records are all accounted for.
     pub fn remove(&mut self, seq: u64) -> io::Result<()> {
-        self.sealed.retain(|s| s.seq != seq);
-        match fs::remove_file(seg_path(&self.dir, seq)) {
+        let Some(i) = self.sealed.iter().position(|s| s.seq == seq) else {
+            return Ok(());
+        };
+        let seg = self.sealed.remove(i).expect("found above");
+        match fs::remove_file(seg_path(&self.dir, seq, seg.damaged)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Takes a segment that cannot be read out of the queue, renamed
+    /// `.bad` for an operator to look at; returns the events it held.
+    pub fn set_aside(&mut self, seq: u64) -> u64 {
+        let Some(i) = self.sealed.iter().position(|s| s.seq == seq) else {
+            return 0;
+        };
+        let seg = self.sealed.remove(i).expect("found above");
+        let from = if seg.damaged { DAMAGED } else { LIVE };
+        rename(&self.dir, seq, from, BAD);
+        seg.events
     }
 }
 
@@ -432,25 +505,43 @@ mod tests {
     }
 
     #[test]
-    fn open_recovers_and_rewrites_damaged_segments() {
+    fn open_recovers_damaged_segments_without_writing() {
         let dir = tempfile::tempdir().unwrap();
         let recs: Vec<_> = (0..10).map(rec).collect();
         let mut b = encode(&recs);
         b.truncate(b.len() - 3);
         fs::write(dir.path().join("0000000000000007.spool"), &b).unwrap();
-        let (spool, corrupt) = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
-        assert_eq!(corrupt, 1);
+        let (spool, found) = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
+        assert_eq!(found.corrupt, 1);
         assert_eq!(spool.totals().0, 9);
-        let s = spool.read(7).unwrap();
-        assert_eq!(s.records, recs[..9]);
-        assert_eq!(s.corrupt, 0, "the damage was cut out on open");
-        drop(spool);
-        let (spool, corrupt) = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
+        let seg = spool.oldest().unwrap();
+        assert_eq!(spool.read(&seg).unwrap().records, recs[..9]);
+        // Marked by a rename, not rewritten: the bytes are as they were.
         assert_eq!(
-            (corrupt, spool.totals().0),
+            fs::read(dir.path().join("0000000000000007.damaged")).unwrap(),
+            b
+        );
+        drop(spool);
+        let (spool, found) = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
+        assert_eq!(
+            (found.corrupt, spool.totals().0),
             (0, 9),
             "counted once, not at every start"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_unreadable_segment_is_set_aside_and_the_rest_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("0000000000000002.spool"), encode(&[rec(2)])).unwrap();
+        // A directory where a segment file should be: reading it fails.
+        fs::create_dir(dir.path().join("0000000000000001.spool")).unwrap();
+        let (spool, found) = Spool::open(dir.path(), 1 << 20, 1 << 16).unwrap();
+        assert_eq!(found.set_aside, 1);
+        assert_eq!(spool.totals().0, 1);
+        assert!(dir.path().join("0000000000000001.bad").exists());
+        assert_eq!(spool.oldest().unwrap().seq, 2);
     }
 
     #[test]
@@ -472,7 +563,7 @@ mod tests {
         spool.seal().unwrap();
         let mut seen = 0;
         while let Some(s) = spool.oldest() {
-            let scan = spool.read(s.seq).unwrap();
+            let scan = spool.read(&s).unwrap();
             assert_eq!(scan.records.len() as u64, s.events);
             for r in &scan.records {
                 assert_eq!(*r, rec(seen));

@@ -28,6 +28,8 @@ pub enum SpoolMsg {
         seq: u64,
         done: SyncSender<()>,
     },
+    /// Publish the spool's totals (the replayer set a segment aside).
+    Publish,
     Close(SyncSender<()>),
 }
 
@@ -37,8 +39,11 @@ pub enum SpoolState {
     Ok,
     /// At `kafka.spool_max_bytes`: the newest events are dropped.
     Full,
-    /// Writes or syncs fail.
+    /// Writes fail.
     Failing(String),
+    /// An fsync failed: what was written since the last good one may not
+    /// survive a crash. Only a later good fsync clears it; a write does not.
+    SyncFailing(String),
 }
 
 impl std::fmt::Display for SpoolState {
@@ -46,7 +51,7 @@ impl std::fmt::Display for SpoolState {
         match self {
             SpoolState::Ok => f.write_str("ok"),
             SpoolState::Full => f.write_str("spool is full (kafka.spool_max_bytes)"),
-            SpoolState::Failing(why) => f.write_str(why),
+            SpoolState::Failing(why) | SpoolState::SyncFailing(why) => f.write_str(why),
         }
     }
 }
@@ -84,11 +89,19 @@ impl SpoolStatus {
     fn wrote(&self, has_room: bool) {
         let mut s = self.state.lock().unwrap();
         let clear = match &*s {
-            SpoolState::Ok => false,
+            SpoolState::Ok | SpoolState::SyncFailing(_) => false,
             SpoolState::Full => has_room,
             SpoolState::Failing(_) => true,
         };
         if clear {
+            *s = SpoolState::Ok;
+        }
+    }
+
+    /// After a good fsync: a sync failure is over.
+    fn synced(&self) {
+        let mut s = self.state.lock().unwrap();
+        if matches!(*s, SpoolState::SyncFailing(_)) {
             *s = SpoolState::Ok;
         }
     }
@@ -156,6 +169,7 @@ pub fn run(
                     status.publish(&s);
                     let _ = done.send(());
                 }
+                SpoolMsg::Publish => status.publish(&spool.lock().unwrap()),
                 SpoolMsg::Close(ack) => {
                     close = Some(ack);
                     break;
@@ -227,9 +241,13 @@ impl Writer<'_> {
     }
 
     fn sync(&self) {
-        if let Err(e) = self.spool.lock().unwrap().sync() {
-            tracing::error!(error = %e, "spool fsync failed");
-            self.status.set(SpoolState::Failing(format!("fsync: {e}")));
+        match self.spool.lock().unwrap().sync() {
+            Ok(()) => self.status.synced(),
+            Err(e) => {
+                tracing::error!(error = %e, "spool fsync failed");
+                self.status
+                    .set(SpoolState::SyncFailing(format!("fsync: {e}")));
+            }
         }
     }
 }
@@ -252,6 +270,16 @@ mod tests {
         assert_eq!(s.trouble(), None);
         s.set(SpoolState::Failing("disk on fire".into()));
         s.wrote(false);
+        assert_eq!(s.trouble(), None);
+    }
+
+    #[test]
+    fn an_fsync_failure_is_not_forgotten_by_the_next_write() {
+        let s = SpoolStatus::new(0);
+        s.set(SpoolState::SyncFailing("fsync: EIO".into()));
+        s.wrote(true);
+        assert_eq!(s.trouble().as_deref(), Some("fsync: EIO"));
+        s.synced();
         assert_eq!(s.trouble(), None);
     }
 }
