@@ -1,10 +1,12 @@
-//! The admin listener (contract §4): metrics and health probes.
+//! The admin listener (contract §4): metrics, health probes, the stats
+//! and the page for people ([`crate::dashboard`]).
 //!
 //! Kept off the public listener so probes and scrapes never compete with
 //! tracking traffic and are never exposed to the internet by default.
 
 use std::net::SocketAddr;
 
+use base64::Engine;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -34,11 +36,24 @@ fn authorized<B>(app: &App, req: &Request<B>, peer: SocketAddr) -> bool {
     if want.is_empty() {
         return peer.ip().to_canonical().is_loopback();
     }
-    let got = req
+    let auth = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .map(|v| v.as_bytes())
         .unwrap_or_default();
+    // Bearer for tools; Basic (any user, the token as password) so a
+    // browser can open the page: it asks once and remembers.
+    let basic = auth
+        .strip_prefix(b"Basic ")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|d| {
+            let i = d.iter().position(|&c| c == b':')?;
+            Some(d[i + 1..].to_vec())
+        });
+    let got = match &basic {
+        Some(p) => &p[..],
+        None => auth.strip_prefix(b"Bearer ").unwrap_or_default(),
+    };
     // Constant time in the token's content.
     bool::from(subtle::ConstantTimeEq::ct_eq(got, want))
 }
@@ -57,9 +72,30 @@ fn stats<B>(app: &App, req: &Request<B>, path: &str, peer: SocketAddr) -> Respon
             "a bearer token is required\n"
         };
         let mut r = text(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", msg);
+        let challenge = if path == "/" {
+            "Basic realm=\"trackedge\", charset=\"UTF-8\""
+        } else {
+            "Bearer realm=\"trackedge\""
+        };
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"trackedge\""),
+            HeaderValue::from_static(challenge),
+        );
+        return r;
+    }
+    if path == "/" {
+        let mut r = text(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            crate::dashboard::render(app.stats(), 5),
+        );
+        let csp = crate::routes::html::csp_for(crate::dashboard::STYLE);
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+        r.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
         );
         return r;
     }
@@ -121,7 +157,9 @@ pub fn handle<B>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body>
                 ),
             }
         }
-        p if p == "/stats" || p.starts_with("/stats/campaigns/") => stats(app, &req, p, peer),
+        p if p == "/" || p == "/stats" || p.starts_with("/stats/campaigns/") => {
+            stats(app, &req, p, peer)
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",

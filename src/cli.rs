@@ -93,6 +93,14 @@ pub enum Command {
     CheckConfig,
     /// Print a fresh random signing secret.
     GenKey,
+    /// Print a shell completion script, e.g. `trackedge completions bash >
+    /// /etc/bash_completion.d/trackedge`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `trackedge man | man -l -`.
+    Man,
 }
 
 /// Parses the command line and runs it.
@@ -109,9 +117,24 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format);
-    if let Command::GenKey = cli.command {
-        // Needs no configuration: it makes the secret a configuration lacks.
-        return finish(gen_key());
+    // These need no configuration: gen-key makes the secret a
+    // configuration lacks, the others describe the command line.
+    match cli.command {
+        Command::GenKey => return finish(gen_key()),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "trackedge", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return finish(
+                clap_mangen::Man::new(cmd)
+                    .render(&mut std::io::stdout())
+                    .map_err(|e| Failure::Runtime(format!("cannot write the manual: {e}"))),
+            );
+        }
+        _ => {}
     }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -149,6 +172,7 @@ pub fn main() -> ExitCode {
         Command::Verify { input } => verify(&cfg, &input),
         Command::CheckConfig => check_config(&cfg),
         Command::GenKey => gen_key(),
+        Command::Completions { .. } | Command::Man => unreachable!("answered above"),
     };
     finish(result)
 }

@@ -18,7 +18,8 @@
 //! - [`server`]: listeners, serving threads, connection limits, graceful
 //!   shutdown; [`watchdog`]: each connection's idle and head deadlines.
 //! - [`health`]: the lifecycle phase and what readiness makes of it.
-//! - [`admin`]: `/metrics`, `/livez`, `/readyz`, `/stats`.
+//! - [`admin`]: `/metrics`, `/livez`, `/readyz`, `/stats`, and the page at `/`
+//!   ([`dashboard`]).
 //! - [`app`]: the state requests share, and a request's way through it.
 //! - [`router`]: the public URL layout, written once: routing, and the URLs
 //!   `sign` prints and `verify` reads.
@@ -40,6 +41,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod enrich;
 pub mod event;
 pub mod health;

@@ -115,6 +115,7 @@ pub async fn run(
     admin: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    crate::dashboard::spawn_sampler();
     let (stop_admin_tx, stop_admin_rx) = watch::channel(false);
     let admin_task = {
         let app = app.clone();

@@ -219,3 +219,90 @@ async fn the_unsubscribe_page_renders_on_a_phone_sized_screen() {
         "showing the page unsubscribes nobody"
     );
 }
+
+/// Runs headless chromium on `url` and returns the DOM it rendered.
+fn dump_dom(bin: &Path, profile: &Path, url: &str) -> String {
+    let mut child = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium starts");
+    let pid = child.id();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    });
+    let mut out = String::new();
+    use std::io::Read;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = child.wait();
+    drop(killer);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_page_shows_what_stats_says() {
+    let Some(bin) = chromium() else {
+        println!("skipped: chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let srv = TestServer::start("").await;
+    for (campaign, opens, clicks) in [("spring-sale", 7, 2), ("autumn", 3, 0)] {
+        for i in 0..opens {
+            let mut c = claims(TokenType::Open, campaign);
+            c.r = Some(format!("r-{i}"));
+            assert_eq!(get(&srv.tracked(&mut c)).await.status, 200);
+        }
+        for i in 0..clicks {
+            let mut c = claims(TokenType::Click, campaign);
+            c.r = Some(format!("r-{i}"));
+            c.u = Some("https://example.com/".into());
+            assert_eq!(get(&srv.tracked(&mut c)).await.status, 302);
+        }
+    }
+    // Two samples a second apart give the chart a rate.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let profile = tempfile::tempdir().unwrap();
+    let url = srv.admin_url("/");
+    let dom = tokio::task::spawn_blocking({
+        let (bin, p) = (bin.clone(), profile.path().to_owned());
+        move || dump_dom(&bin, &p, &url)
+    })
+    .await
+    .unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(&srv.admin_url("/stats")).await.body).unwrap();
+    let campaigns = stats["campaigns"].as_object().unwrap();
+    assert_eq!(campaigns.len(), 2);
+    for (name, t) in campaigns {
+        let row = format!(
+            "<th scope=\"row\">{name}</th><td>{}</td><td>{}</td><td>{}</td>",
+            t["opens"], t["clicks"], t["unsubscribes"]
+        );
+        assert!(dom.contains(&row), "{row} not in the page:\n{dom}");
+    }
+    assert!(dom.contains("<svg"), "the chart is there");
+    assert!(dom.contains("id=\"rate-open\""));
+    srv.stop().await;
+}

@@ -247,3 +247,20 @@ async fn sigterm_under_load_loses_no_accepted_event() {
         recorded.len()
     );
 }
+
+#[test]
+fn completions_and_the_manual_come_from_the_command_line_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, _) = run(cmd(dir.path()).args(["completions", shell]));
+        assert_eq!(code, 0, "{shell}");
+        assert!(
+            out.contains("check-config") && out.contains("gen-key"),
+            "{shell}: {out}"
+        );
+    }
+    let (code, out, _) = run(cmd(dir.path()).arg("man"));
+    assert_eq!(code, 0);
+    assert!(out.contains(".TH trackedge 1"), "{out}");
+    assert!(out.contains("sign"), "{out}");
+}

@@ -21,7 +21,15 @@ outline-offset:2px}a{color:#1d4ed8}";
 /// The Content-Security-Policy of every page: nothing loads, the style
 /// runs by hash, forms post only back here.
 pub fn csp() -> String {
-    let hash = STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
+    csp_for("")
+}
+
+/// The CSP of a page built by [`page_with`] with `extra_style`.
+pub fn csp_for(extra_style: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(STYLE.as_bytes());
+    h.update(extra_style.as_bytes());
+    let hash = STANDARD.encode(h.finalize());
     format!(
         "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
@@ -29,10 +37,16 @@ pub fn csp() -> String {
 
 /// A whole page: `title` is text (escaped here), `body` trusted HTML.
 pub fn page(title: &str, body: &str) -> String {
+    page_with(title, body, "", "")
+}
+
+/// A page with more in its head (trusted HTML) and more style (allowed by
+/// [`csp_for`] with the same `extra_style`).
+pub fn page_with(title: &str, body: &str, head: &str, extra_style: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<meta name=\"robots\" content=\"noindex\"><title>{}</title><style>{STYLE}</style></head>\
+<meta name=\"robots\" content=\"noindex\">{head}<title>{}</title><style>{STYLE}{extra_style}</style></head>\
 <body><main>{body}</main></body></html>\n",
         escape(title)
     )
