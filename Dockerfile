@@ -20,11 +20,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY config ./config
 COPY benches ./benches
-# TODO(lead): if the binary embeds files from another directory (agent
-# rules, say), COPY that directory here too. A `COPY` of a directory that
-# does not exist fails the build, so add the line together with the files.
-# Note that `/data` is in .gitignore and .dockerignore (it holds local event
-# files and the spool), so it cannot carry files the build needs.
+# The agent rules and the vendored pattern list are compiled in.
+COPY agents ./agents
 RUN cargo build --release --locked --bin trackedge
 
 FROM debian:bookworm-slim

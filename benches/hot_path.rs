@@ -23,7 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use trackedge::app::App;
 use trackedge::config::Config;
-use trackedge::enrich::agent::{Classifier, Facts};
+use trackedge::enrich::agent::{Classifier, Facts, UaVerdict};
 use trackedge::enrich::geo::GeoIp;
 use trackedge::enrich::ua::{UaCache, UaParser};
 use trackedge::event::{Event, EventType};
@@ -74,16 +74,50 @@ fn agent(c: &mut Criterion) {
     let classifier = Classifier::new(&Config::from_toml("").unwrap().agent);
     let get = http::Method::GET;
     let ip = "198.51.100.7".parse().unwrap();
+    fn facts<'a>(
+        get: &'a http::Method,
+        ip: std::net::IpAddr,
+        ua: Option<&'a UaVerdict>,
+    ) -> Facts<'a> {
+        Facts {
+            route: EventType::Click,
+            method: get,
+            ip,
+            asn: None,
+            ua,
+            sent_at: Some(1_763_940_000),
+            now_secs: 1_763_942_400,
+            burst: false,
+        }
+    }
     c.bench_function("agent_classify", |b| {
+        b.iter(|| classifier.classify(black_box(&facts(&get, ip, None))))
+    });
+    // Every User-Agent of the fixture (crawlers, email machines, people),
+    // each seen for the first time: the full rule pass, no cache.
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents.tsv"),
+    )
+    .unwrap();
+    let uas: Vec<&str> = fixture
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split('\t').nth(4))
+        .collect();
+    let mut i = 0;
+    c.bench_function("agent_classify_cold", |b| {
         b.iter(|| {
-            classifier.classify(black_box(&Facts {
-                route: EventType::Click,
-                method: &get,
-                ip,
-                ua: None,
-                sent_at: Some(1_763_940_000),
-                now_secs: 1_763_942_400,
-            }))
+            i = (i + 1) % uas.len();
+            let v = classifier.ua_verdict(black_box(uas[i]));
+            classifier.classify(&facts(&get, ip, Some(&v)))
+        })
+    });
+    let cache = UaCache::new(10_000);
+    cache.get(CHROME, &classifier);
+    c.bench_function("agent_classify_cached", |b| {
+        b.iter(|| {
+            let info = cache.get(black_box(CHROME), &classifier);
+            classifier.classify(&facts(&get, ip, Some(&info.verdict)))
         })
     });
 }

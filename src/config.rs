@@ -266,11 +266,61 @@ pub struct IpRule {
     pub name: String,
 }
 
+/// One agent rule, as in `agents/agents.toml` (its header documents each
+/// field) or in `agent.rules`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentRule {
+    /// The event's `agent.name`; a configured rule replaces a built-in one
+    /// of the same name.
+    pub name: String,
+    /// The verdict on opens, unsubscribes and beacons.
+    pub kind: RuleKind,
+    /// The verdict on clicks; `kind` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub click_kind: Option<RuleKind>,
+    /// Routes it applies to (open, click, unsubscribe, beacon); all when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+    /// User-Agent regexes (Rust syntax, case-insensitive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ua: Vec<String>,
+    /// Source networks (the full client address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<IpNet>,
+    /// Source ASNs (needs `geoip.asn_db`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub asns: Vec<u32>,
+    /// A network match alone is not proof: it decides only with another
+    /// machine signal (HEAD, timing, a burst, a generic UA match).
+    #[serde(default)]
+    pub needs_other_signal: bool,
+    /// How the networks are known: published, observed, registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// Where each fact comes from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// A click sooner than this after the token's send time is a scanner.
     pub min_click_secs: i64,
+    /// A rules file replacing the built-in `agents/agents.toml`; empty: built in.
+    pub rules_file: PathBuf,
+    /// Rules added in front of the file's; one named like a file rule replaces it.
+    pub rules: Vec<AgentRule>,
+    /// Distinct links of one message one source may fetch within
+    /// `burst_window_ms` before it is a scanner (`reason: "burst"`).
+    pub burst_links: usize,
+    /// The window of a burst.
+    pub burst_window_ms: u64,
+    /// Messages and sources a burst is watched for at once (bounded memory).
+    pub burst_entries: usize,
     /// Extra User-Agent rules, checked before the built-in ones.
     pub ua_rules: Vec<UaRule>,
     /// Extra source-network rules, checked before the built-in ones.
@@ -563,6 +613,12 @@ impl Config {
         }
         if self.agent.min_click_secs < 0 {
             return Err(invalid("agent.min_click_secs", "must not be negative"));
+        }
+        if self.agent.burst_links < 2 {
+            return Err(invalid("agent.burst_links", "must be at least 2"));
+        }
+        if let Err(e) = crate::enrich::agent::Rules::load(&self.agent) {
+            return Err(invalid(e.key, e.msg));
         }
         for (i, r) in self.agent.ua_rules.iter().enumerate() {
             if r.pattern.trim().is_empty() {

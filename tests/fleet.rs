@@ -303,3 +303,57 @@ async fn stats_need_the_token_beyond_loopback() {
         app.sink().shutdown(Duration::from_secs(1));
     }
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_agent_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trackedge.toml");
+    let keys = format!("[signing]\nkeys = [{{ id = \"{KEY_ID}\", secret = \"{SECRET}\" }}]\n");
+    std::fs::write(&config, &keys).unwrap();
+    let p = Proc::spawn_with_config(dir.path(), &config, &[]);
+    let open = |r: &str| {
+        let mut c = claims(TokenType::Open, "rules");
+        c.r = Some(r.to_owned());
+        trackedge::router::token_url(
+            &p.url(""),
+            TokenType::Open,
+            &Keyring::new(&[(KEY_ID.into(), SECRET.as_bytes().to_vec())]).sign(&mut c),
+        )
+    };
+    let ua = [(
+        "user-agent",
+        "Mozilla/5.0 (Windows NT 10.0) AcmeMailGate/3.1",
+    )];
+    assert_eq!(get_with(&open("before"), &ua).await.status, 200);
+    std::fs::write(
+        &config,
+        format!(
+            "{keys}[agent]\nrules = [{{ name = \"acme_gateway\", kind = \"proxy\", \
+             ua = ['AcmeMailGate/'], source = [\"our mail team\"] }}]\n"
+        ),
+    )
+    .unwrap();
+    p.kill("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(
+        &p.metrics().await,
+        "trackedge_config_reloads_total{result=\"ok\"}",
+    ) < 1.0
+    {
+        assert!(Instant::now() < deadline, "no reload");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get_with(&open("after"), &ua).await.status, 200);
+    assert_eq!(p.signal("TERM"), Some(0));
+    let events = read_events(&dir.path().join("data/events.ndjson"));
+    let agent = |r: &str| {
+        events
+            .iter()
+            .find(|e| e["recipient"] == r)
+            .map(|e| e["agent"].clone())
+            .unwrap()
+    };
+    assert_eq!(agent("before")["kind"], "human");
+    assert_eq!(agent("after")["kind"], "proxy");
+    assert_eq!(agent("after")["name"], "acme_gateway");
+}

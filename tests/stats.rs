@@ -159,7 +159,12 @@ async fn stats_and_metrics_agree_with_a_known_mix() {
         s["clicks"]["unique"]
     );
     assert_eq!(s["unsubscribes"], 50);
+    assert_eq!(s["unsubscribes_by_agent"]["human"], 50);
     assert_eq!(s["links"]["hero"]["total"], 2_500);
+    // Per-link uniques hold the contract's 2%: 2,000 distinct recipients
+    // clicked "hero" (and 500 of those links were fetched by a scanner too).
+    let hero = s["links"]["hero"]["unique"].as_f64().unwrap();
+    assert!((hero - 2_000.0).abs() <= 40.0, "hero unique {hero}");
     assert_eq!(s["links"]["footer"]["total"], 1_000);
     assert_eq!(s["agents"]["gmail_image_proxy"], 2_000);
     let unknown = get_with(&srv.admin_url("/stats/campaigns/no-such"), &auth).await;

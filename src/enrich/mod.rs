@@ -8,6 +8,7 @@
 //! geo databases are memory-mapped and reloaded off the request path).
 
 pub mod agent;
+pub mod burst;
 pub mod geo;
 pub mod ip;
 pub mod privacy;
@@ -21,8 +22,9 @@ use http::request::Parts;
 use ipnet::IpNet;
 
 use crate::config::{Config, CookieConfig, OnOptOut, PrivacyConfig};
-use crate::event::{Event, Privacy};
+use crate::event::{Event, EventType, Privacy};
 use agent::{Classifier, Facts};
+use burst::{Bursts, Click};
 use geo::GeoIp;
 use privacy::{CookieWriter, Signals};
 use ua::UaCache;
@@ -61,6 +63,8 @@ pub struct Enricher {
     privacy: PrivacyConfig,
     /// Proxies whose `X-Forwarded-For` is believed.
     trusted_proxies: Vec<IpNet>,
+    /// Recent clicks by message and source, for bursts.
+    bursts: Bursts,
 }
 
 impl Enricher {
@@ -75,6 +79,11 @@ impl Enricher {
             cookie_cfg: cfg.cookie.clone(),
             privacy: cfg.privacy.clone(),
             trusted_proxies: cfg.server.trusted_proxies.clone(),
+            bursts: Bursts::new(
+                cfg.agent.burst_links,
+                cfg.agent.burst_window_ms,
+                cfg.agent.burst_entries,
+            ),
         }
     }
 
@@ -104,16 +113,27 @@ impl Enricher {
             self.ua
                 .get(&String::from_utf8_lossy(raw.as_bytes()), &self.classifier)
         });
+        // Geo on the full address; only then is the address cut down.
+        let geo = self.geo.lookup(client);
+        let burst = ev.kind == EventType::Click
+            && self.bursts.click(&Click {
+                campaign: ev.campaign.as_deref().unwrap_or(""),
+                message: ev.message.as_deref().or(ev.recipient.as_deref()),
+                link: ev.link.as_deref().or(ev.url.as_deref()),
+                source: client,
+                now_ms: req.now_ms,
+            });
         ev.agent = Some(self.classifier.classify(&Facts {
             route: ev.kind,
             method: &req.parts.method,
             ip: client,
-            ua: ua.as_ref().and_then(|u| u.verdict.as_ref()),
+            asn: geo.as_ref().and_then(|g| g.asn),
+            ua: ua.as_ref().map(|u| &u.verdict),
             sent_at: ev.sent_at_ms.map(|ms| ms / 1000),
             now_secs: req.now_ms / 1000,
+            burst,
         }));
-        // Geo on the full address; only then is the address cut down.
-        ev.geo = self.geo.lookup(client).map(|mut g| {
+        ev.geo = geo.map(|mut g| {
             if restricted {
                 g.city = None;
                 g.latitude = None;
