@@ -6,6 +6,7 @@
 #
 #   loadtest/ab.sh OLD_BINARY NEW_BINARY            # 3 rounds of 8 s each
 #   ROUNDS=5 DURATION=10s loadtest/ab.sh old new
+#   SINK=kafka loadtest/ab.sh old new               # both produce to one local tansu broker
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$(realpath "$1") b=$(realpath "$2")
@@ -15,6 +16,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 RECIPIENTS=${RECIPIENTS:-2000}
 MINT=${MINT:-target/release/examples/mint_corpus}
+SINK=${SINK:-file}
 
 work=$(mktemp -d)
 pid=
@@ -26,15 +28,29 @@ wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 secret=$(cd "$work" && "$a" gen-key)
 "$MINT" "$secret" "$RECIPIENTS" tests/fixtures/agents.tsv >"$work/corpus.tsv"
 
+kafka_env=()
+if [ "$SINK" = kafka ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+  kport=$(free_port)
+  (cd "$work" && exec tansu broker --listener-url "tcp://127.0.0.1:$kport" \
+    --advertised-listener-url "tcp://127.0.0.1:$kport" --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1) &
+  broker=$!
+  trap 'cleanup; kill $broker 2>/dev/null' EXIT
+  wait_port "$kport"
+  tansu topic create --broker "tcp://127.0.0.1:$kport" --partitions 3 trackedge.events >/dev/null
+  kafka_env=(TRACKEDGE_SINK__KIND=kafka TRACKEDGE_KAFKA__BROKERS=127.0.0.1:$kport TRACKEDGE_KAFKA__SPOOL_DIR=$work/spool)
+fi
+
 run() { # binary -> "rps p99_us"
   local port aport out
   port=$(free_port); aport=$(free_port)
-  TRACKEDGE_SERVER__LISTEN=127.0.0.1:$port TRACKEDGE_SERVER__ADMIN_LISTEN=127.0.0.1:$aport \
+  env TRACKEDGE_SERVER__LISTEN=127.0.0.1:$port TRACKEDGE_SERVER__ADMIN_LISTEN=127.0.0.1:$aport \
   TRACKEDGE_SIGNING__KEYS="[{id=\"load\",secret=\"$secret\"}]" \
-  TRACKEDGE_SINK__FILE_PATH=$work/events.ndjson \
+  TRACKEDGE_SINK__FILE_PATH=$work/events.ndjson "${kafka_env[@]}" \
     bash -c 'cd "$1" && exec "$2" serve --log-format json' _ "$work" "$1" >"$work/log" 2>&1 &
   pid=$!
   wait_port "$port"
+  for _ in $(seq 100); do curl -sf "127.0.0.1:$aport/readyz" | grep -qx ready && break; sleep 0.1; done
   CORPUS=$work/corpus.tsv wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s loadtest/corpus.lua "http://127.0.0.1:$port" >/dev/null
   out=$(CORPUS=$work/corpus.tsv wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s loadtest/corpus.lua "http://127.0.0.1:$port")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=

@@ -44,17 +44,20 @@ pub struct Live {
 }
 
 impl Live {
-    /// Builds the reloadable state of `cfg` around `geo`.
-    pub fn new(cfg: Config, geo: Arc<GeoIp>) -> Live {
+    /// Builds the reloadable state of `cfg` around `geo`; fails (naming
+    /// the key) when the agent rules do not compile.
+    pub fn new(cfg: Config, geo: Arc<GeoIp>) -> Result<Live, String> {
+        // The exact serialization a browser follows, as for tokens' `u`.
         let fallback = Some(cfg.click.fallback_url.as_str())
             .filter(|u| !u.is_empty())
-            .map(|u| HeaderValue::from_str(u).expect("validated at config load"));
-        Live {
+            .and_then(|u| crate::token::destination(u).ok())
+            .and_then(|u| HeaderValue::from_str(&u).ok());
+        Ok(Live {
             keys: Keyring::new(&cfg.effective_keys()),
-            enricher: Enricher::new(&cfg, geo),
+            enricher: Enricher::new(&cfg, geo)?,
             fallback,
             cfg,
-        }
+        })
     }
 }
 
@@ -62,6 +65,9 @@ impl Live {
 pub struct App {
     /// Listener limits; fixed for the life of the process.
     server: ServerConfig,
+    /// The configuration the process started with: what a reload cannot
+    /// change is compared with it.
+    started: Config,
     /// Keys, rules, geo and privacy settings; swapped whole on reload.
     live: ArcSwap<Live>,
     /// Receives every event; never waited on.
@@ -100,8 +106,9 @@ impl App {
         let geo = Arc::new(GeoIp::open(&cfg.geoip)?);
         Ok(App {
             server: cfg.server.clone(),
+            started: cfg.clone(),
             stats: Stats::new(&cfg.stats),
-            live: ArcSwap::from_pointee(Live::new(cfg, geo)),
+            live: ArcSwap::from_pointee(Live::new(cfg, geo)?),
             sink,
             lifecycle: Lifecycle::default(),
             clock,
@@ -113,6 +120,11 @@ impl App {
     /// The listener settings the process started with.
     pub fn server_config(&self) -> &ServerConfig {
         &self.server
+    }
+
+    /// The configuration the process started with.
+    pub fn started_config(&self) -> &Config {
+        &self.started
     }
 
     /// The reloadable state as of now.

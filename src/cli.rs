@@ -296,6 +296,8 @@ fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
     rt.block_on(async move {
+        let hangups = crate::reload::Hangups::catch()
+            .map_err(|e| Failure::Runtime(format!("cannot catch SIGHUP: {e}")))?;
         crate::metrics::install();
         warn_about(&cfg);
         let sink = crate::sink::from_config(&cfg).map_err(|e| Failure::Runtime(format!("{e:#}")))?;
@@ -318,8 +320,7 @@ fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
                 return Err(Failure::Usage(format!("bad configuration: {e}")));
             }
         };
-        crate::reload::spawn(app.clone(), config_path)
-            .map_err(|e| Failure::Runtime(format!("cannot watch for SIGHUP: {e}")))?;
+        crate::reload::spawn(app.clone(), config_path, hangups);
         crate::server::run(app, public, admin, shutdown_signal())
             .await
             .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
@@ -377,7 +378,12 @@ pub fn sign(cfg: &Config, req: SignRequest) -> Result<String, Failure> {
     if let Some(d) = req.expires_in {
         let d = humantime::parse_duration(&d)
             .map_err(|e| Failure::Usage(format!("--expires-in {d:?}: {e} (try 30d or 12h)")))?;
-        claims.x = Some(now + d.as_secs() as i64);
+        claims.x = Some(
+            i64::try_from(d.as_secs())
+                .ok()
+                .and_then(|s| now.checked_add(s))
+                .ok_or_else(|| Failure::Usage("--expires-in: too far in the future".into()))?,
+        );
     }
     if !req.attrs.is_empty() {
         let mut a = BTreeMap::new();

@@ -109,6 +109,23 @@ pub struct SigningKey {
     pub verify_only: bool,
 }
 
+/// librdkafka settings with credential values (`sasl.password`,
+/// `ssl.key.password`, `...secret`, `ssl.key.pem`) shown as `<redacted>`.
+fn redact_credentials<S: serde::Serializer>(
+    m: &std::collections::BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut out = s.serialize_map(Some(m.len()))?;
+    for (k, v) in m {
+        let secret = ["password", "secret", "key.pem", "token"]
+            .iter()
+            .any(|w| k.contains(w));
+        out.serialize_entry(k, if secret { "<redacted>" } else { v.as_str() })?;
+    }
+    out.end()
+}
+
 /// A string that never prints: `Debug` and `Serialize` show `<redacted>`.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
@@ -171,6 +188,8 @@ pub struct KafkaConfig {
     /// Replication factor of a topic trackedge creates.
     pub replication_factor: i32,
     /// librdkafka settings passed through as given, over trackedge's own.
+    /// Values of keys that hold credentials print redacted.
+    #[serde(serialize_with = "redact_credentials")]
     pub librdkafka: std::collections::BTreeMap<String, String>,
 }
 
@@ -614,8 +633,8 @@ impl Config {
         if self.agent.min_click_secs < 0 {
             return Err(invalid("agent.min_click_secs", "must not be negative"));
         }
-        if self.agent.burst_links < 2 {
-            return Err(invalid("agent.burst_links", "must be at least 2"));
+        if !(2..=8).contains(&self.agent.burst_links) {
+            return Err(invalid("agent.burst_links", "must be 2-8"));
         }
         if let Err(e) = crate::enrich::agent::Rules::load(&self.agent) {
             return Err(invalid(e.key, e.msg));
@@ -671,7 +690,11 @@ impl Config {
             toml::to_string(a).ok() != toml::to_string(b).ok()
         }
         let mut changed = Vec::new();
-        if differ(&self.server, &next.server) {
+        // trusted_proxies reloads (the enricher is rebuilt); the admin
+        // token is compared by value, not by its redacted form.
+        let mut server = next.server.clone();
+        server.trusted_proxies = self.server.trusted_proxies.clone();
+        if differ(&self.server, &server) || self.server.admin_token.0 != next.server.admin_token.0 {
             changed.push("server");
         }
         if differ(&self.sink, &next.sink) {

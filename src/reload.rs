@@ -36,7 +36,10 @@ pub fn reload(app: &App, path: Option<&std::path::Path>) -> Result<(), String> {
 
 fn try_reload(app: &App, path: Option<&std::path::Path>) -> Result<(), String> {
     let next = Config::load(path).map_err(|e| e.to_string())?;
-    next.check_serve().map_err(|e| e.to_string())?;
+    // The listener a reload cannot move is the one that runs.
+    let mut serving = next.clone();
+    serving.server.listen = app.server_config().listen;
+    serving.check_serve().map_err(|e| e.to_string())?;
     let live = app.live();
     let geo = if next.geoip == live.cfg.geoip {
         let geo = live.enricher.geo().clone();
@@ -45,7 +48,7 @@ fn try_reload(app: &App, path: Option<&std::path::Path>) -> Result<(), String> {
     } else {
         Arc::new(GeoIp::open(&next.geoip)?)
     };
-    for section in live.cfg.needs_restart(&next) {
+    for section in app.started_config().needs_restart(&next) {
         tracing::warn!(
             section,
             "settings changed that a reload cannot apply; restart to use them"
@@ -54,16 +57,18 @@ fn try_reload(app: &App, path: Option<&std::path::Path>) -> Result<(), String> {
     if next.uses_dev_key() {
         tracing::warn!("signing.keys is empty: the public development key signs");
     }
-    app.swap_live(Live::new(next, geo));
+    app.swap_live(Live::new(next, geo)?);
     Ok(())
 }
 
 /// Reloads on every `SIGHUP` and re-reads changed GeoIP files every few
 /// seconds, until the runtime ends. Installed before the server starts, so
 /// a `SIGHUP` never ends the process.
-pub fn spawn(app: Arc<App>, path: Option<PathBuf>) -> std::io::Result<()> {
+pub fn spawn(app: Arc<App>, path: Option<PathBuf>, hup: Hangups) {
     #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut hup = hup.0;
+    #[cfg(not(unix))]
+    let _ = hup;
     tokio::spawn(async move {
         loop {
             #[cfg(unix)]
@@ -88,5 +93,20 @@ pub fn spawn(app: Arc<App>, path: Option<PathBuf>) -> std::io::Result<()> {
             .await;
         }
     });
-    Ok(())
+}
+
+/// SIGHUPs, caught from the moment this is made: `serve` makes it first,
+/// so a SIGHUP during start-up (spool recovery can take a while) is kept
+/// for the reloader instead of ending the process.
+pub struct Hangups(#[cfg(unix)] tokio::signal::unix::Signal);
+
+impl Hangups {
+    pub fn catch() -> std::io::Result<Hangups> {
+        #[cfg(unix)]
+        return Ok(Hangups(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        )?));
+        #[cfg(not(unix))]
+        Ok(Hangups())
+    }
 }

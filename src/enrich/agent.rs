@@ -204,6 +204,12 @@ pub struct RulesError {
     pub msg: String,
 }
 
+impl std::fmt::Display for RulesError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "config key `{}`: {}", self.key, self.msg)
+    }
+}
+
 fn err(key: impl Into<String>, msg: impl Into<String>) -> RulesError {
     RulesError {
         key: key.into(),
@@ -451,13 +457,17 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    /// Builds the configured rules. The configuration was validated, which
-    /// compiled them once already: this cannot fail on a loaded config.
-    pub fn new(cfg: &AgentConfig) -> Classifier {
-        Classifier {
-            rules: Rules::load(cfg).expect("agent rules are checked at config load"),
+    /// Builds the configured rules; an error names the key at fault.
+    pub fn try_new(cfg: &AgentConfig) -> Result<Classifier, RulesError> {
+        Ok(Classifier {
+            rules: Rules::load(cfg)?,
             min_click_secs: cfg.min_click_secs,
-        }
+        })
+    }
+
+    /// [`Classifier::try_new`] for rules known to be good (tests, benches).
+    pub fn new(cfg: &AgentConfig) -> Classifier {
+        Self::try_new(cfg).unwrap_or_else(|e| panic!("{}: {}", e.key, e.msg))
     }
 
     /// What the User-Agent alone says.

@@ -30,6 +30,9 @@ pub struct Bursts {
     links: usize,
     window_ms: i64,
     cap: usize,
+    /// When full entries were last swept: at most once a window, so a
+    /// flood of new pairs cannot make every click walk the map.
+    swept_ms: std::sync::atomic::AtomicI64,
 }
 
 /// What one click is, as far as bursts go.
@@ -59,6 +62,7 @@ impl Bursts {
             links: links.clamp(2, MAX_LINKS),
             window_ms: window_ms as i64,
             cap,
+            swept_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 
@@ -71,8 +75,17 @@ impl Bursts {
         let key = hasher.hash_one((c.campaign, message, network(c.source)));
         let link = hasher.hash_one(link);
         if !self.map.contains_key(&key) && self.map.len() >= self.cap {
+            use std::sync::atomic::Ordering;
             let window = self.window_ms;
-            self.map.retain(|_, e| c.now_ms - e.since_ms <= window);
+            let last = self.swept_ms.load(Ordering::Relaxed);
+            if c.now_ms.saturating_sub(last) > window
+                && self
+                    .swept_ms
+                    .compare_exchange(last, c.now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.map.retain(|_, e| c.now_ms - e.since_ms <= window);
+            }
             if self.map.len() >= self.cap {
                 return false;
             }

@@ -70,10 +70,10 @@ pub struct Enricher {
 impl Enricher {
     /// Builds the rules and caches of `cfg` around the (shared, hot-reloaded)
     /// GeoIP databases.
-    pub fn new(cfg: &Config, geo: Arc<GeoIp>) -> Enricher {
-        Enricher {
+    pub fn new(cfg: &Config, geo: Arc<GeoIp>) -> Result<Enricher, String> {
+        Ok(Enricher {
             ua: UaCache::new(cfg.agent.ua_cache_entries),
-            classifier: Classifier::new(&cfg.agent),
+            classifier: Classifier::try_new(&cfg.agent).map_err(|e| e.to_string())?,
             geo,
             cookies: CookieWriter::new(&cfg.cookie),
             cookie_cfg: cfg.cookie.clone(),
@@ -84,7 +84,7 @@ impl Enricher {
                 cfg.agent.burst_window_ms,
                 cfg.agent.burst_entries,
             ),
-        }
+        })
     }
 
     pub fn cookies(&self) -> &CookieWriter {
@@ -103,7 +103,7 @@ impl Enricher {
     /// Fills `ev`'s address, geo, User-Agent, agent, privacy and visitor.
     pub fn enrich(&self, ev: &mut Event, req: &RequestFacts<'_>, visitor: Visitor) -> Enriched {
         let headers = &req.parts.headers;
-        let signals = Signals::read(headers, &self.cookie_cfg);
+        let mut signals = Signals::read(headers, &self.cookie_cfg);
         let restricted = signals.restricts(&self.privacy);
         if restricted && self.privacy.on_opt_out == OnOptOut::Drop {
             return Enriched::Suppressed;
@@ -144,7 +144,7 @@ impl Enricher {
         let mut set_cookie = None;
         if !restricted {
             ev.ip = Some(ip::anonymize(client, self.privacy.ip_anonymization));
-            ev.visitor = signals.visitor.clone();
+            ev.visitor = signals.visitor.take();
             if ev.visitor.is_none() && visitor == Visitor::Assign {
                 let id = uuid::Uuid::now_v7().to_string();
                 set_cookie = HeaderValue::from_str(&self.cookies.visitor(&id)).ok();

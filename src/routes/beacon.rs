@@ -1,7 +1,9 @@
 //! `GET|HEAD|POST /p.gif?e=&page=&ref=&c=&src=`: the unsigned web beacon
 //! for pages, ads, conversions and affiliate entry points. POST is what
-//! `navigator.sendBeacon` sends: its body is read (bounded) and ignored,
-//! and the answer is 204.
+//! `navigator.sendBeacon` sends: the event comes from the query, as for a
+//! GET; the body is ignored (drained up to `server.max_body_bytes` within
+//! the head deadline, so the connection can be reused, never refused), and
+//! the answer is 204.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -25,9 +27,9 @@ where
     let parts = ctx.req.parts;
     let post = parts.method == Method::POST;
     if post {
-        if let Err(refused) = read_body(ctx, body).await {
-            return refused;
-        }
+        // Ignored either way: an oversized or slow body only costs the
+        // connection (hyper closes one whose body was not read).
+        let _ = read_body(ctx, body).await;
     }
     let mut ev = Event::new(EventType::Beacon, ctx.req.now_ms, ctx.method());
     let query = parts.uri.query().unwrap_or("");

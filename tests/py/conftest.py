@@ -28,7 +28,7 @@ if not BIN.is_absolute():
 SCHEMA_PATH = REPO / "schema" / "event.v1.json"
 SENDERS = REPO / "examples" / "senders"
 
-# The SPEC §2 test key.
+# The contract §2 test key.
 KEY_ID = "test"
 SECRET = "test-secret-0123456789abcdef-0123456789"
 

@@ -75,7 +75,7 @@ def traffic(srv):
     ok(srv.post(srv.path_of(unsub), "List-Unsubscribe=One-Click", xff(IP_US, **{"User-Agent": GMAIL_PROXY})), 200)
     expect += 1
     button = srv.post(srv.path_of(unsub), "confirm=yes", xff(IP_US, **{"User-Agent": CHROME}))
-    if button.status == 200:  # SPEC §1: the page's button; older builds refuse it
+    if button.status == 200:  # contract §1: the page's button; older builds refuse it
         expect += 1
 
     # Beacons: every parameter; the page from the Referer; sendBeacon's POST.
@@ -286,7 +286,7 @@ def test_agent_reasons_in_src_are_in_the_schema():
 
 
 def test_events_as_spec_section_1_describes(make_server, validator):
-    """The routes whose events SPEC §1 spells out: a click's Referer, GET /u/
+    """The routes whose events contract §1 spells out: a click's Referer, GET /u/
     (never an unsubscribe), the unsubscribe page's button, sendBeacon's POST."""
     srv = make_server()
     h = {"X-Forwarded-For": IP_US, "User-Agent": CHROME}

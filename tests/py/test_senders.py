@@ -1,4 +1,4 @@
-"""examples/senders: each snippet reproduces the SPEC §2 test vectors byte
+"""examples/senders: each snippet reproduces the contract §2 test vectors byte
 for byte, mints exactly what `trackedge sign` mints, and its URLs work on
 the running server. Python and Node always run; Go and PHP when their
 interpreter is installed (skipped with the reason otherwise)."""
@@ -9,7 +9,7 @@ import pytest
 
 from conftest import CHROME, IP_US, SNIPPETS, mint_with_snippet, snippet_available, token_of
 
-# SPEC §2, secret test-secret-0123456789abcdef-0123456789, key id "test".
+# contract §2, secret test-secret-0123456789abcdef-0123456789, key id "test".
 VECTORS = [
     ("click",
      {"c": "spring-sale", "r": "r-42", "l": "hero", "u": "https://shop.example.com/sale?x=1&y=2"},

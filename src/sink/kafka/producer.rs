@@ -2,7 +2,7 @@
 //! feeds it from the intake, and the record format (key, CloudEvents
 //! headers, delivery tags).
 
-use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -17,6 +17,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 
+use super::replay::Outcome;
 use super::spool::SpoolRecord;
 use super::spool_writer::SpoolMsg;
 use super::Shared;
@@ -177,6 +178,10 @@ impl ProducerContext for Ctx {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let tag = Tag::unpack(opaque);
+        // Whether a failure counts as one of a replayed record's tries: a
+        // purge (our shutdown or producer swap) or a timeout (Kafka away)
+        // says nothing of the record.
+        let mut refused = false;
         let ok = match result {
             Ok(_) => {
                 self.delivered
@@ -191,6 +196,7 @@ impl ProducerContext for Ctx {
             }
             Err((e, msg)) => {
                 let code = e.rdkafka_error_code();
+                refused = !is_purge(code) && code != Some(RDKafkaErrorCode::MessageTimedOut);
                 if !is_purge(code) {
                     self.shared
                         .link
@@ -212,7 +218,12 @@ impl ProducerContext for Ctx {
             }
         };
         if let Tag::Replayed { attempt, index } = tag {
-            self.shared.replay.settle(attempt, index, ok);
+            let outcome = match (ok, refused) {
+                (true, _) => Outcome::Delivered,
+                (false, true) => Outcome::Refused,
+                (false, false) => Outcome::NotSent,
+            };
+            self.shared.replay.settle(attempt, index, outcome);
         }
     }
 }
@@ -278,12 +289,14 @@ pub struct Feeder {
 
 impl Feeder {
     pub fn run(self, rx: Receiver<Feed>) {
+        // One JSON buffer for every event: librdkafka copies the payload.
+        let mut json = Vec::with_capacity(1024);
         in_batches(&rx, FEED_BATCH, |batch| {
             let mut close = None;
             for msg in batch.drain(..) {
                 match msg {
                     Feed::Event(event) => {
-                        self.produce(&event);
+                        self.produce(&event, &mut json);
                         self.pending.fetch_sub(1, Ordering::Relaxed);
                     }
                     Feed::Close(ack) => close = Some(ack),
@@ -299,15 +312,17 @@ impl Feeder {
         });
     }
 
-    fn produce(&self, event: &Event) {
-        let payload = event.to_json();
-        let key = record_key(event);
-        let headers = cloudevent_headers(event, &self.source);
+    fn produce(&self, event: &Event, json: &mut Vec<u8>) {
+        json.clear();
+        event.encode_into(json);
+        let ids = Ids::of(event);
+        let key = record_key(event, &ids);
+        let headers = cloudevent_headers(event, &ids, &self.source);
         if !self.shared.link.is_degraded() {
             let h = owned_headers(headers.iter().map(|(k, v)| (*k, v.as_bytes())));
             let rec = BaseRecord::with_opaque_to(&self.topic, Tag::Live.pack())
                 .key(key.as_bytes())
-                .payload(&payload[..])
+                .payload(&json[..])
                 .timestamp(event.ts_ms)
                 .headers(h);
             match self.producer.load().send(rec) {
@@ -321,12 +336,12 @@ impl Feeder {
         }
         self.to_spool(SpoolRecord {
             ts_ms: event.ts_ms,
-            key: key.into_owned().into_bytes(),
+            key: key.as_bytes().to_vec(),
             headers: headers
                 .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.into_owned().into_bytes()))
+                .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
                 .collect(),
-            payload,
+            payload: json.clone(),
         });
     }
 
@@ -360,29 +375,80 @@ pub fn owned_headers<'a>(
     h
 }
 
-/// The CloudEvents binary-mode headers of an event. Only the id and the
-/// time are formatted per event; the rest are borrowed.
-pub fn cloudevent_headers<'a>(event: &Event, source: &'a str) -> [(&'static str, Cow<'a, str>); 6] {
-    let time = UNIX_EPOCH + Duration::from_millis(event.ts_ms.max(0) as u64);
+/// An event's id and time as text, formatted into fixed buffers: no
+/// allocation per record.
+pub struct Ids {
+    id: [u8; 36],
+    time: [u8; 32],
+    time_len: usize,
+}
+
+impl Ids {
+    pub fn of(event: &Event) -> Ids {
+        let mut ids = Ids {
+            id: [0; 36],
+            time: [0; 32],
+            time_len: 0,
+        };
+        event.event_id.hyphenated().encode_lower(&mut ids.id);
+        let time = UNIX_EPOCH + Duration::from_millis(event.ts_ms.max(0) as u64);
+        let mut w = Fixed {
+            buf: &mut ids.time,
+            len: 0,
+        };
+        // RFC 3339 with milliseconds is 24 bytes; the buffer holds 32.
+        let _ = write!(w, "{}", humantime::format_rfc3339_millis(time));
+        ids.time_len = w.len;
+        ids
+    }
+
+    pub fn id(&self) -> &str {
+        std::str::from_utf8(&self.id).expect("a UUID is ASCII")
+    }
+
+    pub fn time(&self) -> &str {
+        std::str::from_utf8(&self.time[..self.time_len]).expect("a timestamp is ASCII")
+    }
+}
+
+/// `fmt::Write` into a fixed buffer; what does not fit is an error.
+struct Fixed<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl std::fmt::Write for Fixed<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// The CloudEvents binary-mode headers of an event, all borrowed.
+pub fn cloudevent_headers<'a>(
+    event: &Event,
+    ids: &'a Ids,
+    source: &'a str,
+) -> [(&'static str, &'a str); 6] {
     [
-        ("ce_specversion", Cow::Borrowed("1.0")),
-        ("ce_id", Cow::Owned(event.event_id.to_string())),
-        ("ce_type", Cow::Borrowed(event.kind.cloudevent_type())),
-        ("ce_source", Cow::Borrowed(source)),
-        (
-            "ce_time",
-            Cow::Owned(humantime::format_rfc3339_millis(time).to_string()),
-        ),
-        ("content-type", Cow::Borrowed("application/json")),
+        ("ce_specversion", "1.0"),
+        ("ce_id", ids.id()),
+        ("ce_type", event.kind.cloudevent_type()),
+        ("ce_source", source),
+        ("ce_time", ids.time()),
+        ("content-type", "application/json"),
     ]
 }
 
 /// The record key: the recipient, so each recipient's events stay in
 /// order on one partition; else the event id.
-pub fn record_key(event: &Event) -> Cow<'_, str> {
+pub fn record_key<'a>(event: &'a Event, ids: &'a Ids) -> &'a str {
     match &event.recipient {
-        Some(r) => Cow::Borrowed(r),
-        None => Cow::Owned(event.event_id.to_string()),
+        Some(r) => r,
+        None => ids.id(),
     }
 }
 
@@ -426,11 +492,12 @@ mod tests {
     #[test]
     fn records_are_keyed_by_recipient_with_cloudevent_headers() {
         let mut ev = Event::new(EventType::Click, 1_763_942_400_123, "GET");
-        assert_eq!(record_key(&ev), ev.event_id.to_string());
+        let ids = Ids::of(&ev);
+        assert_eq!(record_key(&ev, &ids), ev.event_id.to_string());
         ev.recipient = Some("r-42".into());
-        assert_eq!(record_key(&ev), "r-42");
-        let h = cloudevent_headers(&ev, "https://t.example.com");
-        let get = |k: &str| h.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+        assert_eq!(record_key(&ev, &ids), "r-42");
+        let h = cloudevent_headers(&ev, &ids, "https://t.example.com");
+        let get = |k: &str| h.iter().find(|(n, _)| *n == k).unwrap().1;
         assert_eq!(get("ce_type"), "trackedge.click.v1");
         assert_eq!(get("ce_time"), "2025-11-24T00:00:00.123Z");
         assert_eq!(get("ce_id"), ev.event_id.to_string());

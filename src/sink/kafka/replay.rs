@@ -36,6 +36,18 @@ pub const MAX_TRIES: u8 = 5;
 /// Failed reads of a segment before it is set aside.
 const MAX_READ_FAILURES: u32 = 3;
 
+/// What a delivery report says of a replayed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered, or refused for good and counted dropped.
+    Delivered,
+    /// Refused for a reason that may pass: one of its tries.
+    Refused,
+    /// Not delivered for a reason that says nothing of the record (Kafka
+    /// away, a purge): sent again, no try counted.
+    NotSent,
+}
+
 /// What became of each record of the segment being replayed, across
 /// attempts: only records not yet delivered are sent again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,19 +79,19 @@ impl Progress {
     /// Takes an attempt's reports in: `results[k]` is the outcome of
     /// `sent[k]` (None: not sent, or no report). Returns how many records
     /// this gave up on.
-    pub fn merge(&mut self, sent: &[u32], results: &[Option<bool>]) -> u64 {
+    pub fn merge(&mut self, sent: &[u32], results: &[Option<Outcome>]) -> u64 {
         let mut gave_up = 0;
         for (&i, r) in sent.iter().zip(results) {
             let i = i as usize;
             match r {
-                Some(true) => self.settled[i] = true,
-                Some(false) => {
+                Some(Outcome::Delivered) => self.settled[i] = true,
+                Some(Outcome::Refused) => {
                     self.tries[i] = self.tries[i].saturating_add(1);
                     if self.tries[i] == MAX_TRIES {
                         gave_up += 1;
                     }
                 }
-                None => {}
+                Some(Outcome::NotSent) | None => {}
             }
         }
         gave_up
@@ -95,7 +107,7 @@ impl Progress {
 #[derive(Debug)]
 struct Attempt {
     id: u32,
-    results: Vec<Option<bool>>,
+    results: Vec<Option<Outcome>>,
     /// Reports still to come.
     left: usize,
 }
@@ -117,11 +129,11 @@ impl ReplayBook {
 
     /// The delivery report of record `index` of attempt `attempt`; reports
     /// of an earlier attempt are ignored.
-    pub fn settle(&self, attempt: u32, index: u32, ok: bool) {
+    pub fn settle(&self, attempt: u32, index: u32, outcome: Outcome) {
         let mut cur = self.current.lock().unwrap();
         if let Some(a) = cur.as_mut().filter(|a| a.id == attempt) {
             if let Some(r @ None) = a.results.get_mut(index as usize) {
-                *r = Some(ok);
+                *r = Some(outcome);
                 a.left -= 1;
             }
         }
@@ -137,7 +149,7 @@ impl ReplayBook {
     }
 
     /// The attempt's results once every report is in.
-    fn finished(&self) -> Option<Vec<Option<bool>>> {
+    fn finished(&self) -> Option<Vec<Option<Outcome>>> {
         let mut cur = self.current.lock().unwrap();
         if cur.as_ref().is_some_and(|a| a.left == 0) {
             return cur.take().map(|a| a.results);
@@ -146,7 +158,7 @@ impl ReplayBook {
     }
 
     /// Ends the attempt with what came in.
-    fn abandon(&self) -> Vec<Option<bool>> {
+    fn abandon(&self) -> Vec<Option<Outcome>> {
         self.current
             .lock()
             .unwrap()
@@ -223,8 +235,11 @@ impl Replayer {
                         tracing::error!(error = %e, "cannot seal the spool segment for replay");
                     }
                 }
-                s.oldest().map(|seg| (seg, s.read(&seg)))
+                s.oldest().map(|seg| (seg, s.dir().to_owned()))
             };
+            // Sealed segments are never written again: read without the
+            // lock, so the spool's thread keeps appending meanwhile.
+            let next = next.map(|(seg, dir)| (seg, Spool::read_sealed(&dir, &seg)));
             let Some((seg, scan)) = next else {
                 self.sleep(Duration::from_millis(100));
                 continue;
@@ -310,7 +325,7 @@ impl Replayer {
 
     /// Waits for every delivery report of the current attempt; what came
     /// in when stopping or out of time.
-    fn outcome(&self) -> Vec<Option<bool>> {
+    fn outcome(&self) -> Vec<Option<Outcome>> {
         let end = Instant::now() + self.settle_timeout;
         while !self.stopped() && Instant::now() < end {
             if let Some(done) = self.shared.replay.finished() {
@@ -497,13 +512,26 @@ mod tests {
         let mut p = Progress::new(9, 4);
         assert_eq!(p.to_send(), [0, 1, 2, 3]);
         // Records 0 and 2 delivered, 1 failed, 3 never sent (Kafka went away).
-        let gave_up = p.merge(&[0, 1, 2], &[Some(true), Some(false), Some(true)]);
+        use Outcome::*;
+        let gave_up = p.merge(
+            &[0, 1, 2],
+            &[Some(Delivered), Some(Refused), Some(Delivered)],
+        );
         assert_eq!(gave_up, 0);
         assert_eq!(p.to_send(), [1, 3]);
         assert!(!p.finished());
-        p.merge(&[1, 3], &[Some(true), Some(true)]);
+        p.merge(&[1, 3], &[Some(Delivered), Some(Delivered)]);
         assert!(p.finished());
         assert!(p.to_send().is_empty());
+    }
+
+    #[test]
+    fn kafka_being_away_costs_no_tries() {
+        let mut p = Progress::new(1, 1);
+        for _ in 0..20 {
+            assert_eq!(p.merge(&[0], &[Some(Outcome::NotSent)]), 0);
+        }
+        assert_eq!(p.to_send(), [0], "still to send, never given up");
     }
 
     #[test]
@@ -515,7 +543,16 @@ mod tests {
             if ids.is_empty() {
                 break;
             }
-            let results: Vec<_> = ids.iter().map(|&i| Some(i == 0)).collect();
+            let results: Vec<_> = ids
+                .iter()
+                .map(|&i| {
+                    Some(if i == 0 {
+                        Outcome::Delivered
+                    } else {
+                        Outcome::Refused
+                    })
+                })
+                .collect();
             gave_up += p.merge(&ids, &results);
         }
         assert_eq!(gave_up, 1);
@@ -526,14 +563,15 @@ mod tests {
     #[test]
     fn reports_of_an_earlier_attempt_are_ignored() {
         let book = ReplayBook::default();
+        use Outcome::*;
         book.begin(2, 2);
-        book.settle(1, 0, false);
+        book.settle(1, 0, Refused);
         assert_eq!(book.finished(), None, "attempt 1 is not the current one");
-        book.settle(2, 0, true);
-        book.settle(2, 0, false);
+        book.settle(2, 0, Delivered);
+        book.settle(2, 0, Refused);
         assert_eq!(book.finished(), None, "a record settles once");
-        book.settle(2, 1, false);
-        assert_eq!(book.finished(), Some(vec![Some(true), Some(false)]));
+        book.settle(2, 1, Refused);
+        assert_eq!(book.finished(), Some(vec![Some(Delivered), Some(Refused)]));
         assert_eq!(book.finished(), None, "a finished attempt is ended");
     }
 
@@ -541,9 +579,12 @@ mod tests {
     fn unsent_records_end_the_attempt_early() {
         let book = ReplayBook::default();
         book.begin(3, 5);
-        book.settle(3, 0, true);
-        book.settle(3, 1, true);
+        book.settle(3, 0, Outcome::Delivered);
+        book.settle(3, 1, Outcome::Delivered);
         book.unsent(2);
-        assert_eq!(book.finished(), Some(vec![Some(true), Some(true)]));
+        assert_eq!(
+            book.finished(),
+            Some(vec![Some(Outcome::Delivered), Some(Outcome::Delivered)])
+        );
     }
 }

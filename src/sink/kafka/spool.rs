@@ -382,7 +382,9 @@ impl Spool {
     /// Closes the active segment (synced) so replay can take it.
     pub fn seal(&mut self) -> io::Result<()> {
         if let Some((seq, f)) = self.active.take() {
-            f.sync_data()?;
+            // The segment is queued for replay whatever the sync says: its
+            // records were written and must be replayed or counted.
+            let synced = f.sync_data();
             self.dirty = false;
             if self.active_events > 0 {
                 self.sealed.push_back(Sealed {
@@ -396,6 +398,7 @@ impl Spool {
             }
             self.active_events = 0;
             self.active_bytes = 0;
+            synced?;
         }
         Ok(())
     }
@@ -412,9 +415,19 @@ impl Spool {
 
     /// Reads a sealed segment's intact records, up to its known length.
     pub fn read(&self, seg: &Sealed) -> io::Result<Scan> {
-        let mut data = fs::read(seg_path(&self.dir, seg.seq, seg.damaged))?;
+        Self::read_sealed(&self.dir, seg)
+    }
+
+    /// [`Spool::read`] without the spool: sealed segments do not change.
+    pub fn read_sealed(dir: &Path, seg: &Sealed) -> io::Result<Scan> {
+        let mut data = fs::read(seg_path(dir, seg.seq, seg.damaged))?;
         data.truncate(seg.bytes as usize);
         Ok(scan(&data))
+    }
+
+    /// The spool's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Deletes a sealed segment whose records are all accounted for.
