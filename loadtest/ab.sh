@@ -53,16 +53,17 @@ run() { # binary -> "rps p99_us"
   for _ in $(seq 100); do curl -sf "127.0.0.1:$aport/readyz" | grep -qx ready && break; sleep 0.1; done
   CORPUS=$work/corpus.tsv wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s loadtest/corpus.lua "http://127.0.0.1:$port" >/dev/null
   out=$(CORPUS=$work/corpus.tsv wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s loadtest/corpus.lua "http://127.0.0.1:$port")
+  local rss; rss=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
   rm -f "$work/events.ndjson"
-  echo "$(echo "$out" | awk '/^Requests\/sec/ {print $2}') $(echo "$out" | grep '^RESULT' | tr ' ' '\n' | awk -F= '$1 == "p99_us" {print $2}')"
+  echo "$(echo "$out" | awk '/^Requests\/sec/ {print $2}') $(echo "$out" | grep '^RESULT' | tr ' ' '\n' | awk -F= '$1 == "p99_us" {print $2}') ${rss}MiB"
 }
 
 declare -a ra rb
 for i in $(seq "$ROUNDS"); do
   x=$(run "$a"); y=$(run "$b")
   ra+=("${x%% *}"); rb+=("${y%% *}")
-  echo "round $i: A $x   B $y   (requests/s p99_us)"
+  echo "round $i: A $x   B $y   (requests/s p99_us peak-RSS)"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 echo "median requests/s: A $(median "${ra[@]}")  B $(median "${rb[@]}")"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One command: trackedge (full pipeline, Kafka sink) against nginx's
-# empty_gif, same wrk settings, loopback only, bounded in time. Prints one
-# table; loadtest/RESULTS.md keeps the latest.
+# empty_gif and the stack's floor (loadtest/hyper-floor: bare hyper answering
+# a static GIF, one current-thread runtime per core), same wrk settings,
+# loopback only, bounded in time; then all three at a fixed rate (half of
+# trackedge's peak) with oha, whose latencies are corrected for coordinated
+# omission. Prints one table; loadtest/RESULTS.md keeps the latest.
 #
 #   loadtest/run.sh                 # 20 s per target, 64 connections
 #   DURATION=30s CONNECTIONS=128 loadtest/run.sh
@@ -25,8 +28,11 @@ fi
 export PATH="$HOME/.cargo/bin:/usr/sbin:$PATH"
 command -v tansu >/dev/null || cargo install tansu --locked --features dynostore,libsql
 
-echo "building release binary and corpus tool"
+echo "building release binary, corpus tool and the floor"
 cargo build --release --locked --bin trackedge --example mint_corpus 2>&1 | tail -1
+cargo build --release --manifest-path loadtest/hyper-floor/Cargo.toml --target-dir target/hyper-floor 2>&1 | tail -1
+# oha: fixed-rate load with coordinated-omission correction (wrk2 is not packaged).
+command -v oha >/dev/null || cargo install oha --locked 2>&1 | tail -1
 
 work=$(mktemp -d)
 pids=()
@@ -137,10 +143,33 @@ echo "driving nginx at the same rate ($half requests/s) for $DURATION"
 ask=$(FIXED_PATH=/pixel.gif ask_for_half "http://127.0.0.1:$nport")
 ng_half=$(FIXED_PATH=/pixel.gif RATE=$ask CONNS=$CONNECTIONS run_wrk nginx "$nworkers" "http://127.0.0.1:$nport")
 
+# The floor: bare hyper, one runtime per core, as trackedge serves.
+fport=$(free_port)
+MODE=percore ADDR=127.0.0.1:$fport target/hyper-floor/release/hyper-floor &
+fpid=$!; pids+=($fpid)
+wait_port "$fport"
+echo "warming up the floor (5 s)"
+FIXED_PATH=/pixel.gif wrk -t"$THREADS" -c"$CONNECTIONS" -d5s -s loadtest/corpus.lua "http://127.0.0.1:$fport" >/dev/null
+echo "driving the floor for $DURATION with $CONNECTIONS connections"
+fl=$(FIXED_PATH=/pixel.gif run_wrk floor "$fpid" "http://127.0.0.1:$fport")
+
+# Fixed rate, coordinated omission corrected: every target at half of
+# trackedge's peak; trackedge on one signed open URL of the corpus.
+fixed_rate() { # url -> "p50_ms p99_ms p999_ms requests/s"
+  oha -z "$DURATION" -q "$half" -c "$CONNECTIONS" --latency-correction --no-tui --output-format json "$1" 2>/dev/null |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["latencyPercentiles"]; print("%.3f %.3f %.3f %.0f" % (p["p50"]*1e3, p["p99"]*1e3, p["p99.9"]*1e3, d["summary"]["requestsPerSec"]))'
+}
+one_open=$(awk -F'\t' '$1 ~ /^\/o\// {print $1; exit}' "$work/corpus.tsv")
+echo "fixed rate ($half requests/s, oha, latency corrected) for $DURATION each"
+co_te=$(fixed_rate "http://127.0.0.1:$tport$one_open")
+co_ng=$(fixed_rate "http://127.0.0.1:$nport/pixel.gif")
+co_fl=$(fixed_rate "http://127.0.0.1:$fport/pixel.gif")
+
 field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
 ms() { awk -v us="$1" 'BEGIN {printf "%.3f", us / 1000}'; }
 read -r _ te_rps _ <<<"$te"
 read -r _ ng_rps _ <<<"$ng"
+read -r _ fl_rps _ <<<"$fl"
 row() { # label result rss-note events
   local _l rps cpu rss
   read -r _l rps cpu rss _ <<<"$2"
@@ -153,11 +182,18 @@ cat <<TABLE
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $(row "trackedge ($SINK sink; verify, UA, classify, stats), peak" "$te" "" "$delivered delivered of $accepted accepted")
 $(row "nginx empty_gif (no work), peak" "$ng" " (2 workers)" "-")
+$(row "floor: bare hyper, static GIF, peak" "$fl" "" "-")
 $(row "trackedge at half its peak" "$te_half" "" "$half_delivered delivered of $half_accepted accepted")
 $(row "nginx empty_gif at the same rate" "$ng_half" " (2 workers)" "-")
 
 the Kafka broker (tansu) used ${broker_cpu}% CPU of the same 2 cores meanwhile
-trackedge / nginx requests/s: $(awk -v a="$te_rps" -v b="$ng_rps" 'BEGIN {printf "%.2f", a / b}')
+trackedge / nginx requests/s: $(awk -v a="$te_rps" -v b="$ng_rps" 'BEGIN {printf "%.2f", a / b}'); trackedge / floor: $(awk -v a="$te_rps" -v b="$fl_rps" 'BEGIN {printf "%.2f", a / b}')
+
+| fixed rate $half requests/s (oha, coordinated omission corrected) | p50 ms | p99 ms | p99.9 ms | requests/s |
+| --- | ---: | ---: | ---: | ---: |
+| trackedge | $(echo "$co_te" | awk '{print $1" | "$2" | "$3" | "$4}') |
+| nginx empty_gif | $(echo "$co_ng" | awk '{print $1" | "$2" | "$3" | "$4}') |
+| floor | $(echo "$co_fl" | awk '{print $1" | "$2" | "$3" | "$4}') |
 machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -r); wrk -t$THREADS -c$CONNECTIONS -d$DURATION, loopback, client and server on the same cores
 half-load rows: wrk paced by corpus.lua's delay() hook toward $half requests/s (each connection waits between requests; no coordinated-omission correction as wrk2 has)
 TABLE

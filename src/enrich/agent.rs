@@ -394,10 +394,12 @@ impl Rules {
                     .map(|p| format!("(?:{p})"))
                     .collect::<Vec<_>>()
                     .join("|");
+                // The lazy DFA's cache keeps regex's default bound (a few
+                // MiB a thread): under thousands of distinct UAs a larger
+                // one grows to its limit and the process with it.
                 let any = RegexBuilder::new(&joined)
                     .case_insensitive(true)
                     .size_limit(REGEX_SIZE_LIMIT)
-                    .dfa_size_limit(REGEX_SIZE_LIMIT)
                     .build()
                     .map_err(|e| err(file_key.as_str(), format!("generic patterns: {e}")))?;
                 let unless = RegexSetBuilder::new(&g.unless)
