@@ -504,7 +504,7 @@ impl Classifier {
             .map(|&i| &rules[i as usize])
             .find(|r| r.applies(route))
         {
-            return agent(rule.kind_on(route), Some(rule.name.clone()), "ua");
+            return agent(rule.kind_on(route), Some(rule.name.clone()), Reason::Ua);
         }
         let mut found = Vec::new();
         self.rules
@@ -522,7 +522,7 @@ impl Classifier {
                 .generic
                 .as_ref()
                 .map_or(AgentKind::Bot, |g| g.kind);
-            return agent(kind, net.first().map(|r| r.name.clone()), "ua");
+            return agent(kind, net.first().map(|r| r.name.clone()), Reason::Ua);
         }
         let head = *f.method == http::Method::HEAD;
         let too_soon = route == EventType::Click
@@ -533,18 +533,18 @@ impl Classifier {
                     .is_some_and(|d| (0..self.min_click_secs).contains(&d))
             });
         let other = if head {
-            Some("method")
+            Some(Reason::Method)
         } else if too_soon {
-            Some("timing")
+            Some(Reason::Timing)
         } else if f.burst {
-            Some("burst")
+            Some(Reason::Burst)
         } else {
             None
         };
         // 3. A rule by network.
         for r in &net {
             match (r.needs_other_signal, other) {
-                (false, _) => return agent(r.kind_on(route), Some(r.name.clone()), "ip"),
+                (false, _) => return agent(r.kind_on(route), Some(r.name.clone()), Reason::Ip),
                 (true, Some(why)) => return agent(AgentKind::Bot, Some(r.name.clone()), why),
                 (true, None) => {}
             }
@@ -561,11 +561,33 @@ impl Classifier {
     }
 }
 
-fn agent(kind: AgentKind, name: Option<Arc<str>>, reason: &'static str) -> Agent {
+/// Why a request was read as a machine: the event's `agent.reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Ua,
+    Ip,
+    Method,
+    Timing,
+    Burst,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ua => "ua",
+            Reason::Ip => "ip",
+            Reason::Method => "method",
+            Reason::Timing => "timing",
+            Reason::Burst => "burst",
+        }
+    }
+}
+
+fn agent(kind: AgentKind, name: Option<Arc<str>>, reason: Reason) -> Agent {
     Agent {
         kind,
         name,
-        reason: Some(reason),
+        reason: Some(reason.as_str()),
     }
 }
 
