@@ -3,7 +3,7 @@
 docs/contract.md is what senders, pipelines and operators build against, so
 its test vectors must verify, and the metric names and configuration keys
 it promises must be ones trackedge has. A clone of the repository must need
-nothing beside it: no file may reach outside (`../shared` and the like),
+nothing beside it: no file may reach outside (the sibling shared folder and the like),
 and every relative link in the Markdown must resolve inside it.
 """
 
