@@ -43,7 +43,7 @@ fn try_reload(app: &App, path: Option<&std::path::Path>) -> Result<(), String> {
     let live = app.live();
     let geo = if next.geoip == live.cfg.geoip {
         let geo = live.enricher.geo().clone();
-        geo.reload(true);
+        geo.try_reload(true)?;
         geo
     } else {
         Arc::new(GeoIp::open(&next.geoip)?)

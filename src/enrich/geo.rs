@@ -101,24 +101,29 @@ fn open(key: &str, path: &Path) -> Result<Db, String> {
     Ok(Db { reader, stamp: st })
 }
 
-/// A freshly opened database when `path`'s file changed, else None.
-fn refresh(key: &str, path: Option<&Path>, cur: &Option<Arc<Db>>, force: bool) -> Option<Arc<Db>> {
-    let path = path?;
+/// A freshly opened database when `path`'s file changed (or always, when
+/// `force`), else None; an error when it changed and cannot be opened.
+fn refresh(
+    key: &str,
+    path: Option<&Path>,
+    cur: &Option<Arc<Db>>,
+    force: bool,
+) -> Result<Option<Arc<Db>>, String> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
     let changed = match (stamp(path), cur) {
         (Ok(s), Some(db)) => force || s != db.stamp,
         (Ok(_), None) => true,
-        (Err(_), _) => false, // mid-replacement: keep what we have
+        // Mid-replacement while watching: keep what we have. Asked for a
+        // reload, the file must be there.
+        (Err(e), _) if force => return Err(format!("{key} {}: {e}", path.display())),
+        (Err(_), _) => false,
     };
     if !changed {
-        return None;
+        return Ok(None);
     }
-    match open(key, path) {
-        Ok(db) => Some(Arc::new(db)),
-        Err(e) => {
-            tracing::error!(error = %e, "geoip reload failed; keeping the database in use");
-            None
-        }
-    }
+    open(key, path).map(|db| Some(Arc::new(db)))
 }
 
 /// The databases in use; either may be absent.
@@ -196,11 +201,24 @@ impl GeoIp {
     }
 
     /// Reopens any database whose file changed (or all, when `force`).
-    /// Returns how many were swapped in.
+    /// Returns how many were swapped in; a database that cannot be opened
+    /// is logged and the one in use kept.
     pub fn reload(&self, force: bool) -> usize {
+        match self.try_reload(force) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "geoip reload failed; keeping the database in use");
+                0
+            }
+        }
+    }
+
+    /// As [`GeoIp::reload`], failing (and swapping nothing) when a database
+    /// cannot be opened: what a configuration reload needs to report.
+    pub fn try_reload(&self, force: bool) -> Result<usize, String> {
         let cur = self.dbs.load();
-        let city = refresh("geoip.city_db", self.city_path.as_deref(), &cur.city, force);
-        let asn = refresh("geoip.asn_db", self.asn_path.as_deref(), &cur.asn, force);
+        let city = refresh("geoip.city_db", self.city_path.as_deref(), &cur.city, force)?;
+        let asn = refresh("geoip.asn_db", self.asn_path.as_deref(), &cur.asn, force)?;
         let swapped = usize::from(city.is_some()) + usize::from(asn.is_some());
         if swapped > 0 {
             self.dbs.store(Arc::new(Dbs {
@@ -209,6 +227,6 @@ impl GeoIp {
             }));
             tracing::info!(swapped, "geoip databases reloaded");
         }
-        swapped
+        Ok(swapped)
     }
 }
