@@ -324,6 +324,25 @@ pub struct AgentRule {
     pub note: Option<String>,
 }
 
+impl AgentRule {
+    /// A rule with a name and a verdict and nothing that matches yet.
+    pub fn new(name: String, kind: RuleKind) -> AgentRule {
+        AgentRule {
+            name,
+            kind,
+            click_kind: None,
+            routes: vec![],
+            ua: vec![],
+            networks: vec![],
+            asns: vec![],
+            needs_other_signal: false,
+            evidence: None,
+            source: vec![],
+            note: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {

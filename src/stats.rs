@@ -60,10 +60,7 @@ impl Hll {
         let regs = self
             .registers
             .get_or_init(|| (0..m).map(|_| AtomicU8::new(0)).collect());
-        let idx = (hash >> (64 - self.p)) as usize;
-        // Rank of the first set bit in the remaining bits (1-based).
-        let rest = (hash << self.p) | (1 << (self.p - 1));
-        let rank = rest.leading_zeros() as u8 + 1;
+        let (idx, rank) = hll_slot(hash, self.p);
         regs[idx].fetch_max(rank, Ordering::Relaxed);
     }
 
@@ -149,10 +146,16 @@ impl Uniques {
 }
 
 fn hll_add(regs: &mut [u8], hash: u64) {
-    let p = regs.len().trailing_zeros();
+    let (idx, rank) = hll_slot(hash, regs.len().trailing_zeros());
+    regs[idx] = regs[idx].max(rank);
+}
+
+/// The register of `hash` among 2^p and its rank: the position of the
+/// first set bit in the remaining bits (1-based).
+fn hll_slot(hash: u64, p: u32) -> (usize, u8) {
     let idx = (hash >> (64 - p)) as usize;
     let rest = (hash << p) | (1 << (p - 1));
-    regs[idx] = regs[idx].max(rest.leading_zeros() as u8 + 1);
+    (idx, rest.leading_zeros() as u8 + 1)
 }
 
 /// The HyperLogLog estimate of registers, with linear counting for small

@@ -29,7 +29,13 @@ fn chromium() -> Option<PathBuf> {
 }
 
 /// Starts headless chromium on `url` with `extra` flags.
-fn spawn_chromium(bin: &Path, profile: &Path, url: &str, extra: &[&str]) -> std::process::Child {
+fn spawn_chromium(
+    bin: &Path,
+    profile: &Path,
+    url: &str,
+    extra: &[&str],
+    stdout: Stdio,
+) -> std::process::Child {
     Command::new(bin)
         .args([
             "--headless",
@@ -45,7 +51,7 @@ fn spawn_chromium(bin: &Path, profile: &Path, url: &str, extra: &[&str]) -> std:
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url)
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::null())
         .spawn()
         .expect("chromium starts")
@@ -53,17 +59,22 @@ fn spawn_chromium(bin: &Path, profile: &Path, url: &str, extra: &[&str]) -> std:
 
 /// Runs headless chromium on `url` with `extra` flags to its end.
 fn run_chromium(bin: &Path, profile: &Path, url: &str, extra: &[&str]) {
-    let mut child = spawn_chromium(bin, profile, url, extra);
-    let pid = child.id();
-    // Bounded: a browser that hangs is stopped by its process id.
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(60));
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    });
-    let _ = child.wait();
-    drop(killer);
+    let mut child = spawn_chromium(bin, profile, url, extra, Stdio::null());
+    wait_bounded(&mut child);
+}
+
+/// Waits for the browser, stopping it after a minute: bounded, by its own
+/// handle (no stray kill of a reused process id later).
+fn wait_bounded(child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().ok().flatten().is_none() {
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Serves `pages` (path → HTML) on `listener`: the sender's web site.
@@ -139,7 +150,7 @@ b.src = "{t}/p.gif?e=pageview&c=browser&page=" + encodeURIComponent(location.hre
     );
     let profile = tempfile::tempdir().unwrap();
     let page_url = format!("{origin}/page");
-    let mut browser = spawn_chromium(&bin, profile.path(), &page_url, &[]);
+    let mut browser = spawn_chromium(&bin, profile.path(), &page_url, &[], Stdio::null());
     // The browser is done once the click arrives (the sink writes events
     // as they come); it is stopped by its process id either way.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -222,43 +233,17 @@ async fn the_unsubscribe_page_renders_on_a_phone_sized_screen() {
 
 /// Runs headless chromium on `url` and returns the DOM it rendered.
 fn dump_dom(bin: &Path, profile: &Path, url: &str) -> String {
-    let mut child = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromium starts");
-    let pid = child.id();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(60));
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
+    let mut child = spawn_chromium(bin, profile, url, &["--dump-dom"], Stdio::piped());
+    // Read on a thread: the browser is waited for (bounded) meanwhile.
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        use std::io::Read;
+        let _ = stdout.read_to_string(&mut out);
+        out
     });
-    let mut out = String::new();
-    use std::io::Read;
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let _ = child.wait();
-    drop(killer);
-    out
+    wait_bounded(&mut child);
+    reader.join().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

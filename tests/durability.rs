@@ -52,15 +52,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn kafka_env<'a>(bootstrap: &'a str, spool: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("TRACKEDGE_SINK__KIND", "kafka"),
-        ("TRACKEDGE_KAFKA__BROKERS", bootstrap),
-        ("TRACKEDGE_KAFKA__SPOOL_DIR", spool),
-        ("TRACKEDGE_KAFKA__SPOOL_FSYNC_MS", "50"),
-    ]
-}
-
 /// Sends `n` opens with recipients `{prefix}-{i}`; every one must get the GIF.
 async fn opens(base: &str, prefix: &str, n: usize) {
     let mut tasks = tokio::task::JoinSet::new();

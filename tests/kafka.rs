@@ -30,15 +30,6 @@ async fn ready_kafka_server(bootstrap: &str, spool: &std::path::Path, extra: &st
     srv
 }
 
-fn kafka_env<'a>(bootstrap: &'a str, spool: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("TRACKEDGE_SINK__KIND", "kafka"),
-        ("TRACKEDGE_KAFKA__BROKERS", bootstrap),
-        ("TRACKEDGE_KAFKA__SPOOL_DIR", spool),
-        ("TRACKEDGE_KAFKA__SPOOL_FSYNC_MS", "50"),
-    ]
-}
-
 fn ring() -> Keyring {
     Keyring::new(&[(KEY_ID.into(), SECRET.as_bytes().to_vec())])
 }

@@ -294,20 +294,12 @@ impl Rules {
         };
         let mut defs: Vec<(String, AgentRule)> = Vec::new();
         for (i, r) in cfg.ua_rules.iter().enumerate() {
+            let name = r.name.clone().unwrap_or_default();
             defs.push((
                 format!("agent.ua_rules[{i}]"),
                 AgentRule {
-                    name: r.name.clone().unwrap_or_default(),
-                    kind: r.kind,
-                    click_kind: None,
-                    routes: vec![],
                     ua: vec![regex::escape(&r.pattern)],
-                    networks: vec![],
-                    asns: vec![],
-                    needs_other_signal: false,
-                    evidence: None,
-                    source: vec![],
-                    note: None,
+                    ..AgentRule::new(name, r.kind)
                 },
             ));
         }
@@ -315,17 +307,8 @@ impl Rules {
             defs.push((
                 format!("agent.ip_rules[{i}]"),
                 AgentRule {
-                    name: r.name.clone(),
-                    kind: r.kind,
-                    click_kind: None,
-                    routes: vec![],
-                    ua: vec![],
                     networks: vec![r.cidr],
-                    asns: vec![],
-                    needs_other_signal: false,
-                    evidence: None,
-                    source: vec![],
-                    note: None,
+                    ..AgentRule::new(r.name.clone(), r.kind)
                 },
             ));
         }

@@ -10,7 +10,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
-use super::{read_body, Body, Ctx};
+use super::{clean, read_body, Body, Ctx};
 use crate::enrich::Visitor;
 use crate::event::{Event, EventType};
 
@@ -48,10 +48,7 @@ where
         .filter(|n| !n.is_empty())
         .or_else(|| Some("pageview".to_owned()));
     if ev.url.as_deref().is_none_or(str::is_empty) {
-        ev.url = parts
-            .headers
-            .get(header::REFERER)
-            .map(|r| clean(&String::from_utf8_lossy(r.as_bytes()), MAX_URL));
+        ev.url = ctx.header_text(header::REFERER, MAX_URL);
     }
     for f in [&mut ev.url, &mut ev.referer, &mut ev.campaign, &mut ev.src] {
         if f.as_deref() == Some("") {
@@ -76,10 +73,4 @@ fn no_content() -> Response<Body> {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
-}
-
-/// A parameter as given, without control characters, at most `max`
-/// characters. No HTML or entity decoding: consumers escape on output.
-pub fn clean(v: &str, max: usize) -> String {
-    v.chars().filter(|c| !c.is_control()).take(max).collect()
 }

@@ -5,26 +5,18 @@
 use http::header::{self, HeaderValue};
 use http::Response;
 
-use super::beacon::{clean, MAX_URL};
-use super::{event_from_claims, invalid_token, redirect, Body, Ctx};
+use super::beacon::MAX_URL;
+use super::{event_from_claims, redirect, Body, Ctx};
 use crate::enrich::Visitor;
 use crate::event::EventType;
 use crate::token::TokenType;
 
 pub fn click(ctx: &Ctx<'_>, token: &str) -> Response<Body> {
-    let claims = match ctx
-        .live
-        .keys
-        .verify(token, TokenType::Click, ctx.req.now_ms / 1000)
-    {
-        Ok(c) => c,
-        Err(e) => {
-            invalid_token("click", &e);
-            return match &ctx.live.fallback {
-                Some(loc) => redirect(loc.clone()),
-                None => ctx.app.responses().not_found(),
-            };
-        }
+    let Some(claims) = ctx.verify(token, TokenType::Click) else {
+        return match &ctx.live.fallback {
+            Some(loc) => redirect(loc.clone()),
+            None => ctx.app.responses().not_found(),
+        };
     };
     // verify() guarantees a click has a checked `u`, which is printable
     // ASCII and so a valid header value.
@@ -37,13 +29,7 @@ pub fn click(ctx: &Ctx<'_>, token: &str) -> Response<Body> {
     };
     let mut ev = event_from_claims(EventType::Click, claims, ctx);
     // How the person got here: the page or mail client the link was in.
-    ev.referer = ctx
-        .req
-        .parts
-        .headers
-        .get(header::REFERER)
-        .map(|r| clean(&String::from_utf8_lossy(r.as_bytes()), MAX_URL))
-        .filter(|r| !r.is_empty());
+    ev.referer = ctx.header_text(header::REFERER, MAX_URL);
     let cookie = ctx.record(ev, Visitor::Assign);
     let mut r = redirect(location);
     if let Some(c) = cookie {

@@ -20,7 +20,7 @@ use http_body_util::Full;
 use crate::app::{App, Live};
 use crate::enrich::{RequestFacts, Visitor};
 use crate::event::Event;
-use crate::token::{Claims, TokenError};
+use crate::token::{Claims, TokenType};
 
 /// The body type of every response.
 pub type Body = Full<Bytes>;
@@ -237,9 +237,40 @@ where
     }
 }
 
-/// Counts a token that did not verify on `route`.
-pub fn invalid_token(route: &'static str, e: &TokenError) {
-    crate::metrics::invalid_token(route, e.reason());
+impl Ctx<'_> {
+    /// The claims of `token` on the route of type `kind`, or None, the
+    /// refusal counted in `trackedge_invalid_tokens_total`.
+    pub fn verify(&self, token: &str, kind: TokenType) -> Option<Claims> {
+        match self.live.keys.verify(token, kind, self.req.now_ms / 1000) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let route = match kind {
+                    TokenType::Open => "open",
+                    TokenType::Click => "click",
+                    TokenType::Unsubscribe => "unsubscribe",
+                };
+                crate::metrics::invalid_token(route, e.reason());
+                None
+            }
+        }
+    }
+
+    /// A header as text for an event: control characters dropped, at most
+    /// `max` characters; None when absent or empty.
+    pub fn header_text(&self, name: header::HeaderName, max: usize) -> Option<String> {
+        self.req
+            .parts
+            .headers
+            .get(name)
+            .map(|v| clean(&String::from_utf8_lossy(v.as_bytes()), max))
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// A value as given, without control characters, at most `max`
+/// characters. No HTML or entity decoding: consumers escape on output.
+pub fn clean(v: &str, max: usize) -> String {
+    v.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
 /// The event of a verified token: its fields, nothing from the request yet.

@@ -3,23 +3,16 @@
 
 use http::Response;
 
-use super::{event_from_claims, invalid_token, Body, Ctx};
+use super::{event_from_claims, Body, Ctx};
 use crate::enrich::Visitor;
 use crate::event::EventType;
 use crate::token::TokenType;
 
 pub fn open(ctx: &Ctx<'_>, token: &str) -> Response<Body> {
-    match ctx
-        .live
-        .keys
-        .verify(token, TokenType::Open, ctx.req.now_ms / 1000)
-    {
-        Ok(claims) => {
-            let ev = event_from_claims(EventType::Open, claims, ctx);
-            // Mail clients keep no cookies: no visitor id is handed out.
-            ctx.record(ev, Visitor::KeepOnly);
-        }
-        Err(e) => invalid_token("open", &e),
+    if let Some(claims) = ctx.verify(token, TokenType::Open) {
+        let ev = event_from_claims(EventType::Open, claims, ctx);
+        // Mail clients keep no cookies: no visitor id is handed out.
+        ctx.record(ev, Visitor::KeepOnly);
     }
     ctx.app.responses().gif()
 }

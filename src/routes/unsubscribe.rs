@@ -12,7 +12,7 @@ use http::header::HeaderValue;
 use http::{Method, Response, StatusCode};
 
 use super::html::{escape, page};
-use super::{event_from_claims, invalid_token, read_body, redirect, Body, Ctx};
+use super::{event_from_claims, read_body, redirect, Body, Ctx};
 use crate::enrich::Visitor;
 use crate::event::EventType;
 use crate::token::{Claims, TokenType};
@@ -34,16 +34,8 @@ where
     } else {
         None
     };
-    let claims = match ctx
-        .live
-        .keys
-        .verify(token, TokenType::Unsubscribe, ctx.req.now_ms / 1000)
-    {
-        Ok(c) => c,
-        Err(e) => {
-            invalid_token("unsubscribe", &e);
-            return ctx.app.responses().not_found();
-        }
+    let Some(claims) = ctx.verify(token, TokenType::Unsubscribe) else {
+        return ctx.app.responses().not_found();
     };
     let Some(form) = form else {
         // A GET: the sender's page, or ours with the button.

@@ -103,18 +103,25 @@ impl<M> Intake<M> {
     /// Refuses events from now on and sends `last` behind every queued
     /// one, waiting for room until `deadline`; false when the thread is
     /// gone or the queue stayed full.
-    pub fn close(&self, mut last: M, deadline: Instant) -> bool {
+    pub fn close(&self, last: M, deadline: Instant) -> bool {
         self.closed.store(true, Ordering::Relaxed);
-        loop {
-            match self.tx.try_send(last) {
-                Ok(()) => return true,
-                Err(TrySendError::Disconnected(_)) => return false,
-                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
-                    last = m;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(TrySendError::Full(_)) => return false,
+        send_by(&self.tx, last, deadline)
+    }
+}
+
+/// Sends `msg`, waiting for room until `deadline`; false when the receiver
+/// is gone or the channel stayed full. For shutdown, which must not wait
+/// without a limit.
+pub fn send_by<M>(tx: &SyncSender<M>, mut msg: M, deadline: Instant) -> bool {
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => return true,
+            Err(TrySendError::Disconnected(_)) => return false,
+            Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                msg = m;
+                std::thread::sleep(Duration::from_millis(5));
             }
+            Err(TrySendError::Full(_)) => return false,
         }
     }
 }

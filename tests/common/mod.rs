@@ -141,6 +141,16 @@ pub fn kafka_toml(brokers: &str, topic: &str, spool: &std::path::Path, extra: &s
     )
 }
 
+/// The environment of a binary on the Kafka sink (`Proc::spawn`).
+pub fn kafka_env<'a>(bootstrap: &'a str, spool: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("TRACKEDGE_SINK__KIND", "kafka"),
+        ("TRACKEDGE_KAFKA__BROKERS", bootstrap),
+        ("TRACKEDGE_KAFKA__SPOOL_DIR", spool),
+        ("TRACKEDGE_KAFKA__SPOOL_FSYNC_MS", "50"),
+    ]
+}
+
 /// A claims payload for route `t` in campaign `c`.
 pub fn claims(t: TokenType, c: &str) -> Claims {
     Claims::new(t, c)

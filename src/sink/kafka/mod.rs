@@ -43,7 +43,7 @@ use metrics::gauge;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{Producer, PurgeConfig, ThreadedProducer};
 
-use super::queue::{join_by, Intake};
+use super::queue::{join_by, send_by, Intake};
 use super::{Health, Sink};
 use crate::config::KafkaConfig;
 use crate::event::Event;
@@ -308,19 +308,8 @@ impl Sink for KafkaSink {
         // second past the deadline at most, for that final write.
         let end = deadline + Duration::from_secs(1);
         let (tx, rx) = mpsc::sync_channel(1);
-        let mut close = SpoolMsg::Close(tx);
-        loop {
-            match self.spool_tx.try_send(close) {
-                Ok(()) => {
-                    let _ = rx.recv_timeout(end.saturating_duration_since(Instant::now()));
-                    break;
-                }
-                Err(mpsc::TrySendError::Full(m)) if Instant::now() < end => {
-                    close = m;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => break,
-            }
+        if send_by(&self.spool_tx, SpoolMsg::Close(tx), end) {
+            let _ = rx.recv_timeout(end.saturating_duration_since(Instant::now()));
         }
         for t in threads {
             join_by(t, end);
