@@ -27,20 +27,25 @@ RUN cargo build --release --locked --bin trackedge
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /var/lib/trackedge trackedge \
+    && groupadd --system --gid 10001 trackedge \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/trackedge trackedge \
     && mkdir -p /var/lib/trackedge /etc/trackedge \
-    && chown trackedge /var/lib/trackedge
+    && chown 10001:10001 /var/lib/trackedge
 COPY --from=build /src/target/release/trackedge /usr/local/bin/trackedge
 COPY config/trackedge.toml /etc/trackedge/trackedge.toml
 # Events, spool and any relative paths live here.
 WORKDIR /var/lib/trackedge
 # Requests, probes and scrapes all come from outside the container, so both
 # listeners bind every interface (the built-in defaults are loopback only).
+# These variables beat the listen keys of any config file given to the
+# image: to move a listener, set the variable (docker run -e ...), not the
+# file.
 # Keep the admin port off the public network all the same; beyond loopback,
 # /stats answers only with server.admin_token (probes and /metrics stay open).
 ENV TRACKEDGE_SERVER__LISTEN=0.0.0.0:8080 \
     TRACKEDGE_SERVER__ADMIN_LISTEN=0.0.0.0:9464
-USER 10001
+# User and group 10001, as the Kubernetes package's runAsUser/runAsGroup.
+USER 10001:10001
 EXPOSE 8080 9464
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/trackedge"]

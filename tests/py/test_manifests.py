@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
 MANIFEST = K8S / "trackedge.yaml"
 SECRET_EXAMPLE = K8S / "secret.example.yaml"
+NETWORK_POLICY = K8S / "networkpolicy.yaml"
+SERVICE_MONITOR = K8S / "servicemonitor.yaml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 ALERTS_TEST = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "trackedge-dashboard.json"
@@ -154,7 +156,7 @@ def volumes(pod: dict) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("path", [MANIFEST, SECRET_EXAMPLE], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [MANIFEST, SECRET_EXAMPLE, NETWORK_POLICY], ids=lambda p: p.name)
 def test_manifests_validate_against_kubernetes_schemas(path, version):
     try:
         import kubernetes_validate
@@ -484,7 +486,17 @@ def test_dockerfile_listens_beyond_loopback_and_asks_for_a_key():
         "the Dockerfile should say how to give the image a key"
     )
     # A numeric user, so Kubernetes can check runAsNonRoot.
-    assert re.search(r"^USER 10001$", text, re.M)
+    assert re.search(r"^USER 10001:10001$", text, re.M)
+
+
+def test_image_user_and_group_match_the_pod(pod):
+    """The image's user is in group 10001, as the pods run (runAsGroup), so
+    files the image owns and files the pod writes agree."""
+    text = DOCKERFILE.read_text()
+    psc = pod["securityContext"]
+    assert re.search(rf"groupadd\b[^\n]*--gid {psc['runAsGroup']}\b", text)
+    assert re.search(rf"useradd\b[^\n]*--uid {psc['runAsUser']}\b[^\n]*--gid {psc['runAsGroup']}\b", text)
+    assert re.search(rf"^USER {psc['runAsUser']}:{psc['runAsGroup']}$", text, re.M)
 
 
 def test_compose_gives_trackedge_a_key():
@@ -499,6 +511,11 @@ def test_compose_gives_trackedge_a_key():
     for k in keys:
         source = COMPOSE.parent / targets[k["secret_file"]]
         assert len(source.read_text().strip().encode()) >= MIN_SECRET_BYTES
+    # Every image pinned to a version: `latest` changes under the user.
+    for name, service in compose["services"].items():
+        if "image" in service and "build" not in service:
+            tag = service["image"].rpartition(":")[2]
+            assert "/" not in tag and tag not in ("", "latest"), f"{name}: {service['image']}"
     # Its secrets are public: nothing it publishes leaves the machine.
     for service in compose["services"].values():
         for p in service.get("ports", []):
@@ -522,11 +539,80 @@ def test_alerts_cover_sink_targets_and_readiness():
     sink = [r for r in rules.values() if re.search(r"trackedge_sink_up\s*==\s*0", r["expr"])]
     assert sink and all("for" in r for r in sink)
     assert any(re.search(r"\bup\{[^}]*trackedge[^}]*\}\s*==\s*0", r["expr"]) for r in rules.values())
-    assert any(re.search(r"absent\(\s*up\{[^}]*trackedge", r["expr"]) for r in rules.values())
+    # Absent targets are found by trackedge's own metrics, whatever the job is called.
+    assert any(re.search(r"absent\(\s*trackedge_build_info\s*\)", r["expr"]) for r in rules.values())
     # Not ready means starting or draining: the readiness alert must not be
     # about the sink, and sink alerts must not be about readiness.
     for r in rules.values():
         assert not ("trackedge_ready" in r["expr"] and "sink" in r["expr"]), r["alert"]
+
+
+def test_every_alert_has_a_unit_test_that_fires_it():
+    tests = yaml.safe_load(ALERTS_TEST.read_text())["tests"]
+    fired, quiet = set(), set()
+    for t in tests:
+        for case in t.get("alert_rule_test", []):
+            (fired if case.get("exp_alerts") else quiet).add(case["alertname"])
+    rules = set(alert_rules())
+    assert rules - fired == set(), f"no test makes these fire: {sorted(rules - fired)}"
+    assert rules - quiet == set(), f"no test keeps these quiet: {sorted(rules - quiet)}"
+
+
+def test_alerts_that_count_need_time_and_read_the_configured_maximum():
+    rules = alert_rules()
+    # One dropped event must not page anyone at night.
+    assert "for" in rules["TrackedgeEventsDropped"]
+    # The spool's bound is kafka.spool_max_bytes, whatever it is set to.
+    spool = rules["TrackedgeSpoolNearlyFull"]["expr"]
+    assert "trackedge_spool_max_bytes" in spool and not re.search(r"\d{6,}", spool)
+    # Certificates: 14 days ahead.
+    tls = [r for r in rules.values() if "trackedge_tls_certificate_expiry_seconds" in r["expr"]]
+    assert tls and re.search(r"<\s*14\s*\*\s*86400", tls[0]["expr"])
+
+
+def test_alerts_expect_the_job_the_service_monitor_gives(docs):
+    """ServiceMonitor's job is the value of its jobLabel on the selected
+    Service; the alert rules name that job."""
+    sm = one(load_docs(SERVICE_MONITOR), "ServiceMonitor")
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    wanted = sm["spec"]["selector"]["matchLabels"]
+    services = [d for d in docs if d["kind"] == "Service"
+                and all(d["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())]
+    assert [s["metadata"]["name"] for s in services] == ["trackedge-headless"]
+    svc = services[0]
+    ports = {p["name"] for p in svc["spec"]["ports"]}
+    for e in sm["spec"]["endpoints"]:
+        assert e["port"] in ports and e.get("path", "/metrics") == "/metrics"
+    job = svc["metadata"]["labels"][sm["spec"]["jobLabel"]]
+    assert f'job="{job}"' in ALERTS.read_text()
+    assert "namespace" not in sm["metadata"]
+
+
+def test_network_policy_admits_only_scrapers_to_the_admin_port(sts, container):
+    np = one(load_docs(NETWORK_POLICY), "NetworkPolicy")
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+    sel = np["spec"]["podSelector"]["matchLabels"]
+    assert sel and all(labels.get(k) == v for k, v in sel.items())
+    assert "Ingress" in np["spec"]["policyTypes"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+
+    def port_names(rule):
+        return {ports.get(p["port"], p["port"]) for p in rule.get("ports", [])}
+
+    admin_rules = [r for r in np["spec"]["ingress"] if ports["admin"] in port_names(r) or not r.get("ports")]
+    http_rules = [r for r in np["spec"]["ingress"] if ports["http"] in port_names(r)]
+    # Pixels and links from anywhere...
+    assert any(not r.get("from") for r in http_rules)
+    # ...the admin port from named peers only, never from everyone, never
+    # on the same rule as the public port.
+    assert admin_rules
+    for r in admin_rules:
+        assert r.get("from"), "a rule admits everyone to the admin port"
+        assert ports["http"] not in port_names(r)
+        for peer in r["from"]:
+            assert peer.get("podSelector", {}).get("matchLabels"), peer
+            assert "ipBlock" not in peer or peer["ipBlock"]["cidr"] != "0.0.0.0/0"
+    assert "monitoring" in NETWORK_POLICY.read_text() and "node" in NETWORK_POLICY.read_text().lower()
 
 
 def test_alert_rules_pass_their_unit_tests():
