@@ -57,12 +57,50 @@ def test_contract_test_vectors_verify():
         assert f'"k":"{secret.group(2)}"' in claims
 
 
+# Promised by the contract this round and not in the code yet (the lead's
+# Rust work). Each entry must still be missing: once the code has it, the
+# test below fails until the entry is taken off this list, so the list can
+# only shrink, and nothing promised is forgotten.
+PENDING_METRICS = {
+    "trackedge_spool_max_bytes",
+    "trackedge_admin_auth_failures_total",
+    "trackedge_connections_refused_total",
+    "trackedge_kafka_producer_resets_total",
+    "trackedge_tls_handshakes_total",
+    "trackedge_tls_certificate_expiry_seconds",
+    "trackedge_acme_orders_total",
+}
+PENDING_KEYS = {
+    ("server", "max_connections_per_address"),
+    ("server", "shutdown_grace"),
+    ("server", "flush_timeout"),
+    ("server", "tls_listen"),
+    ("pages", "list_name"),
+    ("tls", "certificates"),
+}
+
+
+def exported_metrics() -> set[str]:
+    return set(re.findall(r'"(trackedge_[a-z0-9_]+)"', (ROOT / "src" / "metrics.rs").read_text()))
+
+
 def test_contract_metrics_exist():
-    known = set(re.findall(r'"(trackedge_[a-z0-9_]+)"', (ROOT / "src" / "metrics.rs").read_text()))
-    section = CONTRACT.read_text().split("## 5. Metrics")[1].split("\n## ")[0]
+    known = exported_metrics()
+    text = CONTRACT.read_text()
+    section = text.split("## 5. Metrics")[1].split("\n## ")[0]
     named = set(re.findall(r"`(trackedge_[a-z0-9_]+)`", section))
+    https = text.split("## 9. HTTPS")[1].split("\n## ")[0]
+    named |= set(re.findall(r"`(trackedge_[a-z0-9_]+)(?:\{[a-z_]+\})?`", https))
     assert named, "no metric in the contract's metrics section"
-    assert named <= known, f"promised but not exported: {sorted(named - known)}"
+    missing = named - known - PENDING_METRICS
+    assert not missing, f"promised but not exported: {sorted(missing)}"
+
+
+def test_pending_items_are_still_pending():
+    defaults = tomllib.loads((ROOT / "config" / "trackedge.toml").read_text())
+    done = sorted(PENDING_METRICS & exported_metrics())
+    done += [f"{s}.{k}" for s, k in PENDING_KEYS if k in defaults.get(s, {})]
+    assert not done, f"now in the code, take them off the PENDING lists in this file: {done}"
 
 
 def test_contract_config_keys_exist():
@@ -72,7 +110,7 @@ def test_contract_config_keys_exist():
     firsts = [row.split("|")[1] for row in section.splitlines() if row.startswith("| `")]
     keys = {k for cell in firsts for k in re.findall(r"`([a-z]+)\.([a-z_]+)`", cell)}
     assert len(keys) >= 15
-    for sec, key in keys:
+    for sec, key in keys - PENDING_KEYS:
         assert key in defaults.get(sec, {}), f"{sec}.{key} is in the contract, not in config/trackedge.toml"
 
 
@@ -100,6 +138,8 @@ def test_contract_defaults_match_the_built_in_config():
         if len(values) != len(keys):
             continue  # a default said in words (1 GiB)
         for (sec, key), want in zip(keys, values):
+            if (sec, key) in PENDING_KEYS:
+                continue
             got = defaults[sec][key]
             if sec == "signing":
                 assert got == [] and want == ""
@@ -134,3 +174,71 @@ def test_markdown_links_resolve_inside_the_repository():
             if ROOT not in dest.parents and dest != ROOT or not dest.exists():
                 broken.append(f"{md.relative_to(ROOT)}: {target}")
     assert not broken, "\n".join(broken)
+
+
+# --- the README and the pages it maps ----------------------------------------
+
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+
+
+def readme_links() -> set[Path]:
+    links = re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", README.read_text())
+    return {(ROOT / t).resolve() for t in links if not re.match(r"[a-z]+:", t)}
+
+
+def test_readme_maps_every_doc_page():
+    linked = readme_links()
+    pages = sorted(DOCS.glob("*.md")) + [ROOT / "examples" / "senders" / "README.md", ROOT / "CHANGELOG.md"]
+    missing = [str(p.relative_to(ROOT)) for p in pages if p.resolve() not in linked]
+    assert not missing, f"not linked from the README: {missing}"
+    for page in ("operating", "kafka", "kubernetes", "key-rotation", "agents", "clickhouse", "code-layout"):
+        assert (DOCS / f"{page}.md").exists(), page
+
+
+def test_readme_fits_on_a_page():
+    n = len(README.read_text().splitlines())
+    assert 100 <= n <= 200, f"README.md has {n} lines; keep it to what it is, install, the two commands, Quick start and the map"
+
+
+def test_quick_start_reaches_a_click_in_the_first_screen():
+    first = "\n".join(README.read_text().splitlines()[:30])
+    assert "-- serve" in first and "sign click" in first and 'curl -i "$URL"' in first
+    # And says why curl's events read bot, showing a browser's User-Agent.
+    text = README.read_text()
+    assert "`bot`" in text and re.search(r"curl -i -A '[^']*Mozilla/5\.0[^']*' \"\$URL\"", text)
+
+
+def cli_subcommands() -> set[str]:
+    src = (ROOT / "src" / "cli.rs").read_text()
+    body = src.split("pub enum Command {")[1].split("\n}\n")[0]
+    names = re.findall(r"^    ([A-Z][A-Za-z]+)\b", body, re.M)
+    return {re.sub(r"(?<!^)([A-Z])", r"-\1", n).lower() for n in names}
+
+
+def test_readme_commands_are_real():
+    subs = cli_subcommands()
+    assert {"serve", "sign", "verify", "gen-key"} <= subs, subs
+    text = README.read_text()
+    code = "\n".join(re.findall(r"```[a-z]*\n(.*?)```", text, re.S))
+    code = re.sub(r"(?m)\s#\s.*$", "", code)  # shell comments are prose
+    used = set(re.findall(r"(?:(?<![\w/.-])trackedge|cargo run(?: -q)? --release --) ([a-z][a-z-]*)", code))
+    assert {"serve", "sign"} <= used and used <= subs, f"not subcommands: {sorted(used - subs)}"
+    assert "cargo install --path ." in text
+    assert re.search(r"\.ci/run[\s\S]{0,800}\d+.{0,3}\d* minutes", text), "say how long a first .ci/run takes"
+
+
+def test_no_secret_in_the_tracked_config():
+    """The README and docs never tell anyone to write a secret into
+    config/trackedge.toml, which is tracked (and compiled in)."""
+    for md in [README, *DOCS.glob("*.md")]:
+        for block in re.findall(r"```[a-z]*\n(.*?)```", md.read_text(), re.S):
+            if "config/trackedge.toml" in block:
+                assert not re.search(r'\bsecret\s*=\s*"', block), f"{md.name}: {block}"
+    assert not re.search(r'\bsecret\s*=\s*"', README.read_text())
+
+
+def test_beacon_snippet_appears_once():
+    pages = [README, *DOCS.glob("*.md")]
+    snippets = sum(p.read_text().count("navigator.sendBeacon(") for p in pages)
+    assert snippets == 1, f"the web beacon snippet appears {snippets} times"
