@@ -87,7 +87,7 @@ fn stats<B>(app: &App, req: &Request<B>, path: &str, peer: SocketAddr) -> Respon
         let mut r = text(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            crate::dashboard::render(app.stats(), 5),
+            crate::dashboard::render(app.stats(), &app.recorder().rates().per_second(), 5),
         );
         let csp = crate::routes::html::csp_for(crate::dashboard::STYLE);
         if let Ok(v) = HeaderValue::from_str(&csp) {

@@ -1,6 +1,6 @@
 //! The shared state every request reads, and the request's way through it:
-//! route ([`crate::router`]), answer ([`crate::routes`]), record (enrich,
-//! count, hand to the sink).
+//! route ([`crate::router`]), answer ([`crate::routes`]), which records
+//! through the [`Recorder`] it is handed.
 //!
 //! State that a reload may swap (keys, agent rules, GeoIP, privacy, the
 //! click fallback) lives in one [`Live`] behind an `ArcSwap`: a request
@@ -12,54 +12,24 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::HeaderValue;
 use http::{Request, Response, StatusCode};
 use metrics::{counter, histogram, Counter, Histogram};
 
 use crate::config::{Config, ServerConfig};
 use crate::enrich::geo::GeoIp;
-use crate::enrich::{Enriched, Enricher, RequestFacts, Visitor};
-use crate::event::{AgentKind, Event, EventType};
+use crate::enrich::RequestFacts;
+use crate::error::Error;
 use crate::health::Lifecycle;
-use crate::metrics::{status_index, Handles, EVENTS, HTTP_DURATION, HTTP_REQUESTS, STATUS_LABELS};
+use crate::live::Live;
+use crate::metrics::{Handles, Status, HTTP_DURATION, HTTP_REQUESTS};
+use crate::record::Recorder;
 use crate::router::{self, Route};
 use crate::routes::{self, Body, Ctx, Responses};
 use crate::sink::Sink;
-use crate::stats::{Hit, Stats};
-use crate::token::Keyring;
+use crate::stats::Stats;
 
 /// A clock in milliseconds since the epoch, injectable for tests.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-/// What a configuration reload swaps in, built whole from one [`Config`].
-pub struct Live {
-    /// The configuration this was built from.
-    pub cfg: Config,
-    /// Verifies tokens; built once with keyed HMAC states.
-    pub keys: Keyring,
-    /// UA cache, agent rules, geo, cookies and privacy.
-    pub enricher: Enricher,
-    /// Where invalid click links go, when configured.
-    pub fallback: Option<HeaderValue>,
-}
-
-impl Live {
-    /// Builds the reloadable state of `cfg` around `geo`; fails (naming
-    /// the key) when the agent rules do not compile.
-    pub fn new(cfg: Config, geo: Arc<GeoIp>) -> Result<Live, String> {
-        // The exact serialization a browser follows, as for tokens' `u`.
-        let fallback = Some(cfg.click.fallback_url.as_str())
-            .filter(|u| !u.is_empty())
-            .and_then(|u| crate::token::destination(u).ok())
-            .and_then(|u| HeaderValue::from_str(&u).ok());
-        Ok(Live {
-            keys: Keyring::new(&cfg.effective_keys()),
-            enricher: Enricher::new(&cfg, geo)?,
-            fallback,
-            cfg,
-        })
-    }
-}
 
 /// Everything a request handler needs, shared by all connections.
 pub struct App {
@@ -70,10 +40,8 @@ pub struct App {
     started: Config,
     /// Keys, rules, geo and privacy settings; swapped whole on reload.
     live: ArcSwap<Live>,
-    /// Receives every event; never waited on.
-    sink: Arc<dyn Sink>,
-    /// Live per-campaign counts.
-    stats: Stats,
+    /// Enriches, counts and sinks the events routes make.
+    recorder: Recorder,
     /// Lifecycle phase, read by readiness probes.
     lifecycle: Lifecycle,
     /// The time source for expiry checks and event timestamps.
@@ -88,28 +56,25 @@ pub struct App {
 #[derive(Default)]
 struct Meters {
     /// By route label, then status.
-    requests: Handles<Counter, { Route::LABELS.len() * STATUS_LABELS.len() }>,
+    requests: Handles<Counter, { Route::LABELS.len() * Status::COUNT }>,
     durations: Handles<Histogram, { Route::LABELS.len() }>,
-    /// By event type, then agent kind.
-    events: Handles<Counter, { EventType::COUNT * AgentKind::COUNT }>,
 }
 
 impl App {
     /// Builds the state; fails (naming the key) when a GeoIP database is
     /// missing or invalid.
-    pub fn new(cfg: Config, sink: Arc<dyn Sink>) -> Result<App, String> {
+    pub fn new(cfg: Config, sink: Arc<dyn Sink>) -> Result<App, Error> {
         Self::with_clock(cfg, sink, Arc::new(crate::now_ms))
     }
 
     /// As [`App::new`], with the time read from `clock`.
-    pub fn with_clock(cfg: Config, sink: Arc<dyn Sink>, clock: Clock) -> Result<App, String> {
+    pub fn with_clock(cfg: Config, sink: Arc<dyn Sink>, clock: Clock) -> Result<App, Error> {
         let geo = Arc::new(GeoIp::open(&cfg.geoip)?);
         Ok(App {
             server: cfg.server.clone(),
             started: cfg.clone(),
-            stats: Stats::new(&cfg.stats),
+            recorder: Recorder::new(sink, Stats::new(&cfg.stats)),
             live: ArcSwap::from_pointee(Live::new(cfg, geo)?),
-            sink,
             lifecycle: Lifecycle::default(),
             clock,
             responses: Responses::default(),
@@ -138,11 +103,15 @@ impl App {
     }
 
     pub fn sink(&self) -> &Arc<dyn Sink> {
-        &self.sink
+        self.recorder.sink()
     }
 
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        self.recorder.stats()
+    }
+
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
     }
 
     pub fn lifecycle(&self) -> &Lifecycle {
@@ -161,12 +130,12 @@ impl App {
     {
         let start = Instant::now();
         let (route, resp) = self.dispatch(req, peer).await;
-        let (r, status) = (route.label_index(), status_index(resp.status().as_u16()));
+        let (r, status) = (route.label_index(), Status::of(resp.status()));
         let m = &self.meters;
         m.requests
             .get(
-                r * STATUS_LABELS.len() + status,
-                || counter!(HTTP_REQUESTS, "route" => route.label(), "status" => STATUS_LABELS[status]),
+                r * Status::COUNT + status as usize,
+                || counter!(HTTP_REQUESTS, "route" => route.label(), "status" => status.label()),
             )
             .increment(1);
         m.durations
@@ -194,8 +163,10 @@ impl App {
         }
         let live = self.live.load();
         let ctx = Ctx {
-            app: self,
             live: &live,
+            recorder: &self.recorder,
+            responses: &self.responses,
+            server: &self.server,
             req: RequestFacts {
                 parts: &parts,
                 peer,
@@ -213,47 +184,5 @@ impl App {
             Route::NotFound => self.responses.not_found(),
         };
         (m.route, resp)
-    }
-
-    /// Enriches an event, counts it and hands it to the sink. Returns the
-    /// visitor cookie to set, if a new visitor was given one.
-    pub(crate) fn record(
-        &self,
-        live: &Live,
-        mut ev: Event,
-        req: &RequestFacts<'_>,
-        visitor: Visitor,
-    ) -> Option<HeaderValue> {
-        let set_cookie = match live.enricher.enrich(&mut ev, req, visitor) {
-            Enriched::Suppressed => {
-                crate::metrics::suppressed_opt_out();
-                return None;
-            }
-            Enriched::Recorded { set_cookie } => set_cookie,
-        };
-        let agent = ev.agent.as_ref().expect("enrich sets the agent");
-        let agent_kind = agent.kind;
-        if let Some(campaign) = ev.campaign.as_deref() {
-            self.stats.record(&Hit {
-                kind: ev.kind,
-                campaign,
-                recipient: ev.recipient.as_deref(),
-                link: ev.link.as_deref(),
-                country: ev.geo.as_ref().and_then(|g| g.country.as_deref()),
-                agent_kind,
-                agent_name: agent.name.as_deref(),
-                now_ms: req.now_ms,
-            });
-        }
-        let kind = ev.kind;
-        self.meters
-            .events
-            .get(
-                kind as usize * AgentKind::COUNT + agent_kind as usize,
-                || counter!(EVENTS, "type" => kind.as_str(), "agent_kind" => agent_kind.as_str()),
-            )
-            .increment(1);
-        self.sink.submit(ev);
-        set_cookie
     }
 }

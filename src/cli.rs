@@ -6,21 +6,18 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::app::App;
 use crate::config::Config;
+use crate::error::Error;
 use crate::router;
+use crate::serve::{Listeners, Options};
 use crate::token::{check_destination, Claims, Keyring, TokenType, MAX_ATTRS};
 
-/// Exit code for bad usage or a bad configuration (BSD `EX_USAGE`).
-pub const EXIT_USAGE: u8 = 64;
-/// Exit code for a runtime failure.
-pub const EXIT_FAILURE: u8 = 1;
+pub use crate::error::{EXIT_FAILURE, EXIT_USAGE};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -138,10 +135,7 @@ pub fn main() -> ExitCode {
     }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("trackedge: bad configuration: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(e) => return finish(Err(Error::from(e).into())),
     };
     let result = match cli.command {
         Command::Serve => serve(cfg, cli.config),
@@ -180,22 +174,36 @@ pub fn main() -> ExitCode {
 fn finish(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(m)) => {
-            eprintln!("trackedge: {m}");
-            ExitCode::from(EXIT_USAGE)
-        }
-        Err(Failure::Runtime(m)) => {
-            eprintln!("trackedge: {m}");
-            ExitCode::from(EXIT_FAILURE)
+        Err(e) => {
+            eprintln!("trackedge: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
 /// How a command failed, which picks the exit code.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Failure {
+    /// The server could not start, or the configuration is bad.
+    #[error(transparent)]
+    Start(#[from] Error),
+    /// The command line asks for something that cannot be done.
+    #[error("{0}")]
     Usage(String),
+    /// The command ran and failed (a token that does not verify, say).
+    #[error("{0}")]
     Runtime(String),
+}
+
+impl Failure {
+    /// The one mapping from a failure to the process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Start(e) => e.exit_code(),
+            Failure::Usage(_) => EXIT_USAGE,
+            Failure::Runtime(_) => EXIT_FAILURE,
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -231,10 +239,8 @@ fn gen_key() -> Result<(), Failure> {
 /// (secret files read), the development key's listener, the GeoIP
 /// databases, the Kafka client settings. Prints the effective config.
 fn check_config(cfg: &Config) -> Result<(), Failure> {
-    cfg.check_serve()
-        .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
-    crate::enrich::geo::GeoIp::open(&cfg.geoip)
-        .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
+    cfg.check_serve().map_err(Error::from)?;
+    crate::enrich::geo::GeoIp::open(&cfg.geoip).map_err(Error::from)?;
     if cfg.sink.kind == crate::config::SinkKind::Kafka {
         crate::sink::kafka::client_config(&cfg.kafka)
             .create::<rdkafka::producer::BaseProducer>()
@@ -251,82 +257,27 @@ fn check_config(cfg: &Config) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Start-up warnings for settings that work but will surprise.
-fn warn_about(cfg: &Config) {
-    if cfg.uses_dev_key() {
-        tracing::warn!(
-            "!!! signing.keys is empty: using the PUBLIC development key (loopback only). Anyone can mint valid links. \
-             Set signing.keys (make a secret with `trackedge gen-key`) before real use. !!!"
-        );
-    }
-    if cfg.cookie.secure
-        && cfg.server.public_url.scheme() == "http"
-        && !matches!(
-            cfg.server.public_url.host_str(),
-            Some("localhost" | "127.0.0.1" | "[::1]")
-        )
-    {
-        tracing::warn!(
-            public_url = %cfg.server.public_url,
-            "cookie.secure is true but server.public_url is plain http: browsers drop secure cookies \
-             off localhost, so visitor ids and opt-outs would silently not stick; serve https"
-        );
-    }
-    let admin = cfg.server.admin_listen;
-    if !admin.ip().is_loopback() {
-        if cfg.server.admin_token.0.is_empty() {
-            tracing::warn!(
-                %admin,
-                "the admin listener is reachable beyond loopback and server.admin_token is empty: \
-                 /stats answers loopback clients only; probes and /metrics stay open"
-            );
-        } else {
-            tracing::info!(%admin, "/stats requires server.admin_token; probes and /metrics stay open");
-        }
-    }
-}
-
 fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
-    cfg.check_serve()
-        .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
+    // Refused before anything is bound.
+    cfg.check_serve().map_err(Error::from)?;
     // Requests are served on threads of their own (server::run); this
     // runtime has the admin listener, signals and the GeoIP watcher.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
+        .map_err(|source| Error::Os {
+            what: "the runtime",
+            source,
+        })?;
     rt.block_on(async move {
-        let hangups = crate::reload::Hangups::catch()
-            .map_err(|e| Failure::Runtime(format!("cannot catch SIGHUP: {e}")))?;
-        crate::metrics::install();
-        warn_about(&cfg);
-        let sink = crate::sink::from_config(&cfg).map_err(|e| Failure::Runtime(format!("{e:#}")))?;
-        let public = crate::server::bind_public(cfg.server.listen, crate::server::worker_count(&cfg.server))
-            .map_err(|e| Failure::Runtime(format!("server.listen {}: {e}", cfg.server.listen)))?;
-        let admin = tokio::net::TcpListener::bind(cfg.server.admin_listen)
-            .await
-            .map_err(|e| Failure::Runtime(format!("server.admin_listen {}: {e}", cfg.server.admin_listen)))?;
-        if let Ok(addr) = public[0].local_addr() {
-            tracing::info!(listener = "public", addr = %addr, threads = public.len(), "listener bound");
-        }
-        if let Ok(addr) = admin.local_addr() {
-            tracing::info!(listener = "admin", addr = %addr, "listener bound");
-        }
-        tracing::info!(sink = ?cfg.sink.kind, version = crate::VERSION, node = %crate::node_name(), "trackedge starting");
-        let app = match App::new(cfg, sink.clone()) {
-            Ok(app) => Arc::new(app),
-            Err(e) => {
-                sink.shutdown(std::time::Duration::from_secs(5));
-                return Err(Failure::Usage(format!("bad configuration: {e}")));
-            }
+        let listeners = Listeners::bind(&cfg.server)?;
+        let opts = Options {
+            config_path,
+            ..Options::default()
         };
-        crate::reload::spawn(app.clone(), config_path, hangups);
-        crate::server::run(app, public, admin, shutdown_signal())
-            .await
-            .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
-        tracing::info!("stopped");
-        Ok(())
-    })
+        crate::serve::serve(cfg, opts, listeners, shutdown_signal()).await
+    })?;
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -421,7 +372,7 @@ fn verify(cfg: &Config, input: &str) -> Result<(), Failure> {
             Ok(())
         }
         Err(e) => {
-            println!("invalid: {e} ({})", e.reason());
+            println!("invalid: {e} ({})", e.reason().label());
             Err(Failure::Runtime("token does not verify".into()))
         }
     }

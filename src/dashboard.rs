@@ -3,21 +3,17 @@
 //! as an inline SVG chart. Rendered on the server and refreshed by the
 //! browser every few seconds: no script, no external assets, a strict CSP.
 //!
-//! The rates come from the metrics the node already keeps
-//! (`trackedge_events_total`), sampled once a second off the request path;
-//! nothing is added to the hot path.
+//! The rates come from the recorder's own per-type totals, sampled once a
+//! second off the request path ([`crate::record::Rates`]); the metrics text
+//! is rendered only when `/metrics` is scraped.
 
-use std::collections::VecDeque;
 use std::fmt::Write;
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
 use crate::event::EventType;
+use crate::record::HISTORY;
 use crate::routes::html::{escape, page_with};
 use crate::stats::Stats;
 
-/// Seconds of history the chart shows.
-const HISTORY: usize = 300;
 /// Event types in the chart, with their colours.
 const SERIES: [(EventType, &str); 4] = [
     (EventType::Open, "#1d4ed8"),
@@ -26,80 +22,8 @@ const SERIES: [(EventType, &str); 4] = [
     (EventType::Beacon, "#047857"),
 ];
 
-/// Per-second event totals by type, newest last.
-#[derive(Default)]
-pub struct Rates {
-    samples: Mutex<VecDeque<[u64; 4]>>,
-    /// When the last sample was taken: several servers in one process
-    /// (tests) run a sampler each, and only one sample a second counts.
-    last: Mutex<Option<std::time::Instant>>,
-}
-
-/// The process's rates (the metrics recorder is process-wide too).
-pub fn rates() -> &'static Rates {
-    static RATES: OnceLock<Rates> = OnceLock::new();
-    RATES.get_or_init(Rates::default)
-}
-
-impl Rates {
-    /// Takes one sample of the totals.
-    pub fn sample(&self, totals: [u64; 4]) {
-        let mut s = self.samples.lock().unwrap();
-        if s.len() > HISTORY {
-            s.pop_front();
-        }
-        s.push_back(totals);
-    }
-
-    /// Events per second by type, oldest first.
-    pub fn per_second(&self) -> Vec<[u64; 4]> {
-        let s = self.samples.lock().unwrap();
-        s.iter()
-            .zip(s.iter().skip(1))
-            .map(|(a, b)| std::array::from_fn(|i| b[i].saturating_sub(a[i])))
-            .collect()
-    }
-}
-
-/// Totals of `trackedge_events_total` by type, from Prometheus text.
-pub fn event_totals(metrics_text: &str) -> [u64; 4] {
-    let mut t = [0u64; 4];
-    for line in metrics_text.lines() {
-        let Some(rest) = line.strip_prefix("trackedge_events_total{") else {
-            continue;
-        };
-        let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
-            continue;
-        };
-        for (i, (ty, _)) in SERIES.iter().enumerate() {
-            if rest.contains(&format!("type=\"{}\"", ty.as_str())) {
-                t[i] += v as u64;
-            }
-        }
-    }
-    t
-}
-
-/// Samples the rates every second, until the runtime ends.
-pub fn spawn_sampler() {
-    tokio::spawn(async {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            let mut last = rates().last.lock().unwrap();
-            if last.is_some_and(|t| t.elapsed() < Duration::from_millis(900)) {
-                continue;
-            }
-            *last = Some(std::time::Instant::now());
-            drop(last);
-            let text = crate::metrics::install().render();
-            rates().sample(event_totals(&text));
-        }
-    });
-}
-
 /// The page.
-pub fn render(stats: &Stats, refresh_secs: u32) -> String {
+pub fn render(stats: &Stats, rates: &[[u64; 4]], refresh_secs: u32) -> String {
     let mut body = String::with_capacity(8192);
     let campaigns = stats.totals();
     let _ = write!(
@@ -109,7 +33,7 @@ pub fn render(stats: &Stats, refresh_secs: u32) -> String {
         escape(&crate::node_name()),
         campaigns.len()
     );
-    body.push_str(&chart(&rates().per_second()));
+    body.push_str(&chart(rates));
     body.push_str(
         "<table><caption>Campaigns</caption><thead><tr><th scope=\"col\">campaign</th>\
          <th scope=\"col\">opens</th><th scope=\"col\">clicks</th><th scope=\"col\">unsubscribes</th>\
@@ -195,18 +119,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn totals_by_type_from_prometheus_text() {
-        let text = "# TYPE trackedge_events_total counter\n\
-trackedge_events_total{type=\"open\",agent_kind=\"human\"} 5\n\
-trackedge_events_total{type=\"open\",agent_kind=\"bot\"} 2\n\
-trackedge_events_total{type=\"click\",agent_kind=\"human\"} 3\n\
-trackedge_events_accepted_total 10\n";
-        assert_eq!(event_totals(text), [7, 3, 0, 0]);
-    }
-
-    #[test]
     fn rates_are_differences_of_samples() {
-        let r = Rates::default();
+        let r = crate::record::Rates::default();
         r.sample([0, 0, 0, 0]);
         r.sample([5, 1, 0, 0]);
         r.sample([15, 1, 0, 2]);

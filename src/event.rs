@@ -27,7 +27,7 @@ impl EventType {
     /// How many kinds there are, for tables indexed by `kind as usize`.
     pub const COUNT: usize = EventType::Beacon as usize + 1;
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             EventType::Open => "open",
             EventType::Click => "click",

@@ -7,5 +7,16 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // Before anything else: SIGHUP's default action ends the process, and
+    // the contract says it never does, not even in the first milliseconds.
+    // Until the reloader's own handler is installed, a SIGHUP only sets a
+    // flag nobody reads (the reloader re-reads the config at start anyway).
+    #[cfg(unix)]
+    if let Err(e) = signal_hook::flag::register(
+        signal_hook::consts::SIGHUP,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    ) {
+        eprintln!("trackedge: cannot catch SIGHUP: {e}");
+    }
     trackedge::cli::main()
 }

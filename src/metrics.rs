@@ -9,6 +9,9 @@ use std::sync::OnceLock;
 use metrics::{describe_counter, describe_gauge, describe_histogram, gauge, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::router::Route;
+use crate::token::{Refusal, TokenType};
+
 pub const HTTP_REQUESTS: &str = "trackedge_http_requests_total";
 pub const HTTP_DURATION: &str = "trackedge_http_request_duration_seconds";
 pub const EVENTS: &str = "trackedge_events_total";
@@ -18,6 +21,7 @@ pub const EVENTS_DELIVERED: &str = "trackedge_events_delivered_total";
 pub const EVENTS_DROPPED: &str = "trackedge_events_dropped_total";
 pub const SPOOL_EVENTS: &str = "trackedge_spool_events";
 pub const SPOOL_BYTES: &str = "trackedge_spool_bytes";
+pub const SPOOL_MAX_BYTES: &str = "trackedge_spool_max_bytes";
 pub const SPOOL_SET_ASIDE: &str = "trackedge_spool_segments_set_aside_total";
 pub const SINK_QUEUE: &str = "trackedge_sink_queue_events";
 pub const BUILD_INFO: &str = "trackedge_build_info";
@@ -33,6 +37,9 @@ pub const UA_CACHE_EVICTIONS: &str = "trackedge_ua_cache_evictions_total";
 pub const KAFKA_QUEUE: &str = "trackedge_kafka_queue_messages";
 pub const KAFKA_BROKERS_UP: &str = "trackedge_kafka_brokers_up";
 pub const KAFKA_TX_ERRORS: &str = "trackedge_kafka_tx_errors";
+pub const TLS_HANDSHAKES: &str = "trackedge_tls_handshakes_total";
+pub const TLS_CERT_EXPIRY: &str = "trackedge_tls_certificate_expiry_seconds";
+pub const ACME_ORDERS: &str = "trackedge_acme_orders_total";
 
 /// Latency buckets in seconds: most answers take tens of microseconds, so
 /// the resolution is below a millisecond, with a tail up to a second.
@@ -95,6 +102,11 @@ fn describe() {
     );
     describe_gauge!(SPOOL_EVENTS, "Events waiting in the disk spool.");
     describe_gauge!(SPOOL_BYTES, Unit::Bytes, "Bytes in the disk spool.");
+    describe_gauge!(
+        SPOOL_MAX_BYTES,
+        Unit::Bytes,
+        "The most bytes the disk spool may hold (kafka.spool_max_bytes)."
+    );
     describe_counter!(
         SPOOL_SET_ASIDE,
         "Spool segments that could not be read, renamed .bad for an operator."
@@ -148,27 +160,62 @@ fn describe() {
     );
 }
 
-/// Every value of the `status` label.
-pub const STATUS_LABELS: [&str; 13] = [
-    "200", "204", "302", "400", "404", "405", "408", "413", "414", "431", "500", "503", "other",
-];
+/// The `status` label of `trackedge_http_requests_total`: the statuses the
+/// public routes answer, and `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    S200,
+    S204,
+    S302,
+    S400,
+    S404,
+    S405,
+    S408,
+    S413,
+    S414,
+    S431,
+    S500,
+    S503,
+    Other,
+}
 
-/// The position of `code`'s `status` label in [`STATUS_LABELS`].
-pub fn status_index(code: u16) -> usize {
-    match code {
-        200 => 0,
-        204 => 1,
-        302 => 2,
-        400 => 3,
-        404 => 4,
-        405 => 5,
-        408 => 6,
-        413 => 7,
-        414 => 8,
-        431 => 9,
-        500 => 10,
-        503 => 11,
-        _ => 12,
+impl Status {
+    pub const COUNT: usize = Status::Other as usize + 1;
+
+    pub fn of(code: http::StatusCode) -> Status {
+        match code.as_u16() {
+            200 => Status::S200,
+            204 => Status::S204,
+            302 => Status::S302,
+            400 => Status::S400,
+            404 => Status::S404,
+            405 => Status::S405,
+            408 => Status::S408,
+            413 => Status::S413,
+            414 => Status::S414,
+            431 => Status::S431,
+            500 => Status::S500,
+            503 => Status::S503,
+            _ => Status::Other,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::S200 => "200",
+            Status::S204 => "204",
+            Status::S302 => "302",
+            Status::S400 => "400",
+            Status::S404 => "404",
+            Status::S405 => "405",
+            Status::S408 => "408",
+            Status::S413 => "413",
+            Status::S414 => "414",
+            Status::S431 => "431",
+            Status::S500 => "500",
+            Status::S503 => "503",
+            Status::Other => "other",
+        }
     }
 }
 
@@ -257,30 +304,19 @@ pub fn suppressed_opt_out() {
         .increment(1);
 }
 
-/// The routes and reasons of `trackedge_invalid_tokens_total`.
-const TOKEN_ROUTES: [&str; 3] = ["open", "click", "unsubscribe"];
-const TOKEN_REASONS: [&str; 6] = [
-    "malformed",
-    "bad_signature",
-    "unknown_key",
-    "expired",
-    "wrong_type",
-    "bad_url",
-];
-
-/// Counts a request whose token did not verify. Kept handles: a flood of
-/// bad tokens costs an atomic add each, not a registry lookup.
-pub fn invalid_token(route: &'static str, reason: &'static str) {
-    static HANDLES: OnceLock<Handles<metrics::Counter, 18>> = OnceLock::new();
-    let pos = |all: &[&str], x: &str| all.iter().position(|a| *a == x);
-    match (pos(&TOKEN_ROUTES, route), pos(&TOKEN_REASONS, reason)) {
-        (Some(r), Some(q)) => HANDLES
-            .get_or_init(Handles::new)
-            .get(
-                r * TOKEN_REASONS.len() + q,
-                || metrics::counter!(INVALID_TOKENS, "route" => route, "reason" => reason),
-            )
-            .increment(1),
-        _ => metrics::counter!(INVALID_TOKENS, "route" => route, "reason" => reason).increment(1),
-    }
+/// Counts a request whose token did not verify, on the route of token
+/// type `route`. Kept handles: a flood of bad tokens costs an atomic add
+/// each, not a registry lookup.
+pub fn invalid_token(route: TokenType, reason: Refusal) {
+    const ROUTES: usize = 3;
+    static HANDLES: OnceLock<Handles<metrics::Counter, { ROUTES * Refusal::COUNT }>> =
+        OnceLock::new();
+    let r = Route::of_token(route);
+    HANDLES
+        .get_or_init(Handles::new)
+        .get(
+            route as usize * Refusal::COUNT + reason as usize,
+            || metrics::counter!(INVALID_TOKENS, "route" => r.label(), "reason" => reason.label()),
+        )
+        .increment(1)
 }

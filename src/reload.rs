@@ -1,4 +1,5 @@
-//! Configuration reload (contract §6): on `SIGHUP` the same sources are read
+//! Configuration reload (contract §6): on `SIGHUP` (or a test's request
+//! through [`crate::serve::Running::reload`]) the same sources are read
 //! again and the reloadable state (signing keys, agent rules, GeoIP
 //! databases, privacy and cookie settings, `click.fallback_url`) is swapped
 //! in whole; requests in flight finish on the state they started with. A
@@ -9,19 +10,22 @@
 //! Between reloads the GeoIP files are watched, so a database updated in
 //! place (by `geoipupdate`, say) is picked up without a signal.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use metrics::counter;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::app::{App, Live};
+use crate::app::App;
 use crate::config::Config;
 use crate::enrich::geo::{GeoIp, RELOAD_POLL};
+use crate::error::Error;
+use crate::live::Live;
 use crate::metrics::CONFIG_RELOADS;
 
 /// Re-reads the configuration from `path` and the environment and swaps
 /// it in; the running configuration stays on any error.
-pub fn reload(app: &App, path: Option<&std::path::Path>) -> Result<(), String> {
+pub fn reload(app: &App, path: Option<&Path>) -> Result<(), Error> {
     let result = try_reload(app, path);
     let label = if result.is_ok() { "ok" } else { "error" };
     counter!(CONFIG_RELOADS, "result" => label).increment(1);
@@ -34,12 +38,12 @@ pub fn reload(app: &App, path: Option<&std::path::Path>) -> Result<(), String> {
     result
 }
 
-fn try_reload(app: &App, path: Option<&std::path::Path>) -> Result<(), String> {
-    let next = Config::load(path).map_err(|e| e.to_string())?;
+fn try_reload(app: &App, path: Option<&Path>) -> Result<(), Error> {
+    let next = Config::load(path)?;
     // The listener a reload cannot move is the one that runs.
     let mut serving = next.clone();
     serving.server.listen = app.server_config().listen;
-    serving.check_serve().map_err(|e| e.to_string())?;
+    serving.check_serve()?;
     let live = app.live();
     let geo = if next.geoip == live.cfg.geoip {
         let geo = live.enricher.geo().clone();
@@ -61,52 +65,103 @@ fn try_reload(app: &App, path: Option<&std::path::Path>) -> Result<(), String> {
     Ok(())
 }
 
-/// Reloads on every `SIGHUP` and re-reads changed GeoIP files every few
-/// seconds, until the runtime ends. Installed before the server starts, so
-/// a `SIGHUP` never ends the process.
-pub fn spawn(app: Arc<App>, path: Option<PathBuf>, hup: Hangups) {
+/// A reload asked for by a caller in this process; the answer says whether
+/// it took.
+pub type Request = oneshot::Sender<bool>;
+
+/// What asks for reloads: `SIGHUP` (caught from the moment this is made, so
+/// a SIGHUP during start-up is kept for the reloader instead of ending the
+/// process) and, for tests, requests over a channel.
+pub struct Triggers {
     #[cfg(unix)]
-    let mut hup = hup.0;
-    #[cfg(not(unix))]
-    let _ = hup;
+    hup: Option<tokio::signal::unix::Signal>,
+    requests: Option<mpsc::UnboundedReceiver<Request>>,
+}
+
+/// Why the reloader woke.
+enum Wake {
+    Signal,
+    Asked(Request),
+    Poll,
+}
+
+impl Triggers {
+    /// Catches `SIGHUP` (when `sighup`) and takes requests from `requests`.
+    pub fn new(
+        sighup: bool,
+        requests: Option<mpsc::UnboundedReceiver<Request>>,
+    ) -> Result<Triggers, Error> {
+        #[cfg(unix)]
+        let hup = if sighup {
+            Some(
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(
+                    |source| Error::Os {
+                        what: "the SIGHUP handler",
+                        source,
+                    },
+                )?,
+            )
+        } else {
+            None
+        };
+        #[cfg(not(unix))]
+        let _ = sighup;
+        Ok(Triggers {
+            #[cfg(unix)]
+            hup,
+            requests,
+        })
+    }
+
+    async fn next(&mut self) -> Wake {
+        #[cfg(unix)]
+        let hup = async {
+            match &mut self.hup {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<()>();
+        let asked = async {
+            match &mut self.requests {
+                Some(r) => match r.recv().await {
+                    Some(reply) => reply,
+                    None => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = hup => Wake::Signal,
+            reply = asked => Wake::Asked(reply),
+            _ = tokio::time::sleep(RELOAD_POLL) => Wake::Poll,
+        }
+    }
+}
+
+/// Reloads on every trigger and re-reads changed GeoIP files every few
+/// seconds, until the runtime ends.
+pub fn spawn(app: Arc<App>, path: Option<PathBuf>, mut triggers: Triggers) {
     tokio::spawn(async move {
         loop {
-            #[cfg(unix)]
-            let signalled = tokio::select! {
-                _ = hup.recv() => true,
-                _ = tokio::time::sleep(RELOAD_POLL) => false,
-            };
-            #[cfg(not(unix))]
-            let signalled = {
-                tokio::time::sleep(RELOAD_POLL).await;
-                false
-            };
+            let wake = triggers.next().await;
             let (app, path) = (app.clone(), path.clone());
             // Reading files and building rules is blocking work.
-            let _ = tokio::task::spawn_blocking(move || {
-                if signalled {
+            let _ = tokio::task::spawn_blocking(move || match wake {
+                Wake::Signal => {
                     let _ = reload(&app, path.as_deref());
-                } else {
+                }
+                Wake::Asked(reply) => {
+                    let _ = reply.send(reload(&app, path.as_deref()).is_ok());
+                }
+                Wake::Poll => {
                     app.live().enricher.geo().reload(false);
                 }
             })
             .await;
         }
     });
-}
-
-/// SIGHUPs, caught from the moment this is made: `serve` makes it first,
-/// so a SIGHUP during start-up (spool recovery can take a while) is kept
-/// for the reloader instead of ending the process.
-pub struct Hangups(#[cfg(unix)] tokio::signal::unix::Signal);
-
-impl Hangups {
-    pub fn catch() -> std::io::Result<Hangups> {
-        #[cfg(unix)]
-        return Ok(Hangups(tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::hangup(),
-        )?));
-        #[cfg(not(unix))]
-        Ok(Hangups())
-    }
 }

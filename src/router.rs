@@ -7,6 +7,7 @@
 
 use http::Method;
 
+use crate::event::EventType;
 use crate::token::TokenType;
 
 /// Which public route a request took. Its [`Route::label`] is the `route`
@@ -26,10 +27,10 @@ pub enum Route {
 impl Route {
     /// Distinct `route` labels (opt-in and opt-out share one).
     pub const LABELS: [&'static str; 7] = [
-        "open",
-        "click",
-        "unsubscribe",
-        "beacon",
+        EventType::Open.as_str(),
+        EventType::Click.as_str(),
+        EventType::Unsubscribe.as_str(),
+        EventType::Beacon.as_str(),
         "optout",
         "robots",
         "not_found",
@@ -50,6 +51,15 @@ impl Route {
 
     pub fn label(self) -> &'static str {
         Self::LABELS[self.label_index()]
+    }
+
+    /// The route tokens of type `t` are valid on.
+    pub fn of_token(t: TokenType) -> Route {
+        match t {
+            TokenType::Open => Route::Open,
+            TokenType::Click => Route::Click,
+            TokenType::Unsubscribe => Route::Unsubscribe,
+        }
     }
 }
 

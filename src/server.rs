@@ -115,7 +115,16 @@ pub async fn run(
     admin: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    crate::dashboard::spawn_sampler();
+    let sampler = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                app.recorder().sample();
+            }
+        })
+    };
     let (stop_admin_tx, stop_admin_rx) = watch::channel(false);
     let admin_task = {
         let app = app.clone();
@@ -174,6 +183,7 @@ pub async fn run(
     let _ = stop_admin_tx.send(true);
     let admin_graceful = admin_task.await?;
     let _ = tokio::time::timeout(Duration::from_secs(1), admin_graceful.shutdown()).await;
+    sampler.abort();
     failed.map_or(Ok(()), Err)
 }
 

@@ -108,14 +108,41 @@ pub enum TokenError {
 
 impl TokenError {
     /// The `reason` label of `trackedge_invalid_tokens_total`.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Refusal {
         match self {
-            TokenError::Malformed(_) => "malformed",
-            TokenError::BadSignature => "bad_signature",
-            TokenError::UnknownKey => "unknown_key",
-            TokenError::Expired => "expired",
-            TokenError::WrongType => "wrong_type",
-            TokenError::BadUrl(_) => "bad_url",
+            TokenError::Malformed(_) => Refusal::Malformed,
+            TokenError::BadSignature => Refusal::BadSignature,
+            TokenError::UnknownKey => Refusal::UnknownKey,
+            TokenError::Expired => Refusal::Expired,
+            TokenError::WrongType => Refusal::WrongType,
+            TokenError::BadUrl(_) => Refusal::BadUrl,
+        }
+    }
+}
+
+/// Why a token was refused, without the detail: the `reason` label of
+/// `trackedge_invalid_tokens_total`, spelled only here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Malformed,
+    BadSignature,
+    UnknownKey,
+    Expired,
+    WrongType,
+    BadUrl,
+}
+
+impl Refusal {
+    pub const COUNT: usize = Refusal::BadUrl as usize + 1;
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::UnknownKey => "unknown_key",
+            Refusal::Expired => "expired",
+            Refusal::WrongType => "wrong_type",
+            Refusal::BadUrl => "bad_url",
         }
     }
 }
@@ -354,7 +381,8 @@ mod tests {
         assert_eq!(
             r.verify(OPEN_VECTOR, TokenType::Click, NOW)
                 .unwrap_err()
-                .reason(),
+                .reason()
+                .label(),
             "wrong_type"
         );
         // Same tag, payload re-encoded with another campaign.
@@ -364,7 +392,8 @@ mod tests {
         assert_eq!(
             r.verify(&tampered, TokenType::Open, NOW)
                 .unwrap_err()
-                .reason(),
+                .reason()
+                .label(),
             "bad_signature"
         );
         let mut bad_tag = OPEN_VECTOR.to_string();
@@ -380,7 +409,8 @@ mod tests {
         assert_eq!(
             r.verify(&bad_tag, TokenType::Open, NOW)
                 .unwrap_err()
-                .reason(),
+                .reason()
+                .label(),
             "bad_signature"
         );
         let other = Keyring::new(&[("other".into(), SECRET.as_bytes().to_vec())]);
@@ -388,22 +418,30 @@ mod tests {
             other
                 .verify(OPEN_VECTOR, TokenType::Open, NOW)
                 .unwrap_err()
-                .reason(),
+                .reason()
+                .label(),
             "unknown_key"
         );
         assert_eq!(
             r.verify("garbage", TokenType::Open, NOW)
                 .unwrap_err()
-                .reason(),
+                .reason()
+                .label(),
             "malformed"
         );
         assert_eq!(
-            r.verify("a.b", TokenType::Open, NOW).unwrap_err().reason(),
+            r.verify("a.b", TokenType::Open, NOW)
+                .unwrap_err()
+                .reason()
+                .label(),
             "malformed"
         );
         let long = "a".repeat(5000);
         assert_eq!(
-            r.verify(&long, TokenType::Open, NOW).unwrap_err().reason(),
+            r.verify(&long, TokenType::Open, NOW)
+                .unwrap_err()
+                .reason()
+                .label(),
             "malformed"
         );
 
@@ -411,7 +449,10 @@ mod tests {
         c.x = Some(NOW - 1);
         let t = r.sign(&mut c);
         assert_eq!(
-            r.verify(&t, TokenType::Open, NOW).unwrap_err().reason(),
+            r.verify(&t, TokenType::Open, NOW)
+                .unwrap_err()
+                .reason()
+                .label(),
             "expired"
         );
         c.x = Some(NOW + 60);
@@ -437,26 +478,38 @@ mod tests {
         let mut c = Claims::new(TokenType::Open, "c".repeat(129));
         let t = r.sign(&mut c);
         assert_eq!(
-            r.verify(&t, TokenType::Open, NOW).unwrap_err().reason(),
+            r.verify(&t, TokenType::Open, NOW)
+                .unwrap_err()
+                .reason()
+                .label(),
             "malformed"
         );
         let mut c = Claims::new(TokenType::Open, "");
         let t = r.sign(&mut c);
         assert_eq!(
-            r.verify(&t, TokenType::Open, NOW).unwrap_err().reason(),
+            r.verify(&t, TokenType::Open, NOW)
+                .unwrap_err()
+                .reason()
+                .label(),
             "malformed"
         );
         let mut c = Claims::new(TokenType::Open, "ok");
         c.a = Some((0..17).map(|i| (i.to_string(), "v".into())).collect());
         let t = r.sign(&mut c);
         assert_eq!(
-            r.verify(&t, TokenType::Open, NOW).unwrap_err().reason(),
+            r.verify(&t, TokenType::Open, NOW)
+                .unwrap_err()
+                .reason()
+                .label(),
             "malformed"
         );
         let mut c = Claims::new(TokenType::Click, "ok");
         let t = r.sign(&mut c);
         assert_eq!(
-            r.verify(&t, TokenType::Click, NOW).unwrap_err().reason(),
+            r.verify(&t, TokenType::Click, NOW)
+                .unwrap_err()
+                .reason()
+                .label(),
             "bad_url"
         );
     }

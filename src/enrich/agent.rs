@@ -198,16 +198,11 @@ struct GenericDef {
 }
 
 /// A rule set that cannot be used, with the config key at fault.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("config key `{key}`: {msg}")]
 pub struct RulesError {
     pub key: String,
     pub msg: String,
-}
-
-impl std::fmt::Display for RulesError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "config key `{}`: {}", self.key, self.msg)
-    }
 }
 
 fn err(key: impl Into<String>, msg: impl Into<String>) -> RulesError {

@@ -84,31 +84,48 @@ fn stamp(path: &Path) -> std::io::Result<Stamp> {
     })
 }
 
-fn open(key: &str, path: &Path) -> Result<Db, String> {
-    let st = stamp(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
+/// A GeoIP database that cannot be used, naming its key and file.
+#[derive(Debug, thiserror::Error)]
+#[error("{key} {}: {why}", path.display())]
+pub struct GeoError {
+    /// The configuration key that names the file.
+    pub key: &'static str,
+    pub path: PathBuf,
+    why: String,
+}
+
+fn geo_error(key: &'static str, path: &Path, why: impl std::fmt::Display) -> GeoError {
+    GeoError {
+        key,
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    }
+}
+
+fn open(key: &'static str, path: &Path) -> Result<Db, GeoError> {
+    let st = stamp(path).map_err(|e| geo_error(key, path, e))?;
     // SAFETY: the map stays valid as long as the file's inode lives. Database
     // updates replace the file (write elsewhere, then rename, as
     // geoipupdate does), which leaves this mapping on the old inode; the
     // watcher then maps the new file. Writing into a database file in
     // place while trackedge runs is not supported, as with any mmap reader.
     #[allow(unsafe_code)]
-    let reader =
-        unsafe { Reader::open_mmap(path) }.map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    let reader = unsafe { Reader::open_mmap(path) }.map_err(|e| geo_error(key, path, e))?;
     // A truncated or garbled file fails here, at start-up, not per request.
     reader
         .lookup(IpAddr::from([1, 1, 1, 1]))
-        .map_err(|e| format!("{key} {}: not a valid database: {e}", path.display()))?;
+        .map_err(|e| geo_error(key, path, format!("not a valid database: {e}")))?;
     Ok(Db { reader, stamp: st })
 }
 
 /// A freshly opened database when `path`'s file changed (or always, when
 /// `force`), else None; an error when it changed and cannot be opened.
 fn refresh(
-    key: &str,
+    key: &'static str,
     path: Option<&Path>,
     cur: &Option<Arc<Db>>,
     force: bool,
-) -> Result<Option<Arc<Db>>, String> {
+) -> Result<Option<Arc<Db>>, GeoError> {
     let Some(path) = path else {
         return Ok(None);
     };
@@ -117,7 +134,7 @@ fn refresh(
         (Ok(_), None) => true,
         // Mid-replacement while watching: keep what we have. Asked for a
         // reload, the file must be there.
-        (Err(e), _) if force => return Err(format!("{key} {}: {e}", path.display())),
+        (Err(e), _) if force => return Err(geo_error(key, path, e)),
         (Err(_), _) => false,
     };
     if !changed {
@@ -143,7 +160,7 @@ pub struct GeoIp {
 impl GeoIp {
     /// Opens the configured databases; a missing or invalid file is an
     /// error naming its key.
-    pub fn open(cfg: &GeoIpConfig) -> Result<GeoIp, String> {
+    pub fn open(cfg: &GeoIpConfig) -> Result<GeoIp, GeoError> {
         let city_path = Some(PathBuf::from(&cfg.city_db)).filter(|p| !p.as_os_str().is_empty());
         let asn_path = Some(PathBuf::from(&cfg.asn_db)).filter(|p| !p.as_os_str().is_empty());
         let city = city_path
@@ -215,7 +232,7 @@ impl GeoIp {
 
     /// As [`GeoIp::reload`], failing (and swapping nothing) when a database
     /// cannot be opened: what a configuration reload needs to report.
-    pub fn try_reload(&self, force: bool) -> Result<usize, String> {
+    pub fn try_reload(&self, force: bool) -> Result<usize, GeoError> {
         let cur = self.dbs.load();
         let city = refresh("geoip.city_db", self.city_path.as_deref(), &cur.city, force)?;
         let asn = refresh("geoip.asn_db", self.asn_path.as_deref(), &cur.asn, force)?;

@@ -70,10 +70,10 @@ pub struct Enricher {
 impl Enricher {
     /// Builds the rules and caches of `cfg` around the (shared, hot-reloaded)
     /// GeoIP databases.
-    pub fn new(cfg: &Config, geo: Arc<GeoIp>) -> Result<Enricher, String> {
+    pub fn new(cfg: &Config, geo: Arc<GeoIp>) -> Result<Enricher, agent::RulesError> {
         Ok(Enricher {
             ua: UaCache::new(cfg.agent.ua_cache_entries),
-            classifier: Classifier::try_new(&cfg.agent).map_err(|e| e.to_string())?,
+            classifier: Classifier::try_new(&cfg.agent)?,
             geo,
             cookies: CookieWriter::new(&cfg.cookie),
             cookie_cfg: cfg.cookie.clone(),

@@ -10,13 +10,12 @@ use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
-use super::{clean, read_body, Body, Ctx};
+use super::{clean, read_body, Body, Ctx, MAX_URL};
 use crate::enrich::Visitor;
 use crate::event::{Event, EventType};
 
 /// Longest beacon parameters kept, in characters.
 const MAX_NAME: usize = 64;
-pub const MAX_URL: usize = 2048;
 const MAX_ID: usize = 128;
 
 pub async fn beacon<B>(ctx: &Ctx<'_>, body: B) -> Response<Body>
@@ -59,7 +58,7 @@ where
     let mut r = if post {
         no_content()
     } else {
-        ctx.app.responses().gif()
+        ctx.responses.gif()
     };
     if let Some(c) = cookie {
         r.headers_mut().append(header::SET_COOKIE, c);

@@ -5,8 +5,7 @@
 use http::header::{self, HeaderValue};
 use http::Response;
 
-use super::beacon::MAX_URL;
-use super::{event_from_claims, redirect, Body, Ctx};
+use super::{event_from_claims, redirect, Body, Ctx, MAX_URL};
 use crate::enrich::Visitor;
 use crate::event::EventType;
 use crate::token::TokenType;
@@ -15,7 +14,7 @@ pub fn click(ctx: &Ctx<'_>, token: &str) -> Response<Body> {
     let Some(claims) = ctx.verify(token, TokenType::Click) else {
         return match &ctx.live.fallback {
             Some(loc) => redirect(loc.clone()),
-            None => ctx.app.responses().not_found(),
+            None => ctx.responses.not_found(),
         };
     };
     // verify() guarantees a click has a checked `u`, which is printable
@@ -25,7 +24,7 @@ pub fn click(ctx: &Ctx<'_>, token: &str) -> Response<Body> {
         .as_deref()
         .and_then(|u| HeaderValue::from_str(u).ok())
     else {
-        return ctx.app.responses().not_found();
+        return ctx.responses.not_found();
     };
     let mut ev = event_from_claims(EventType::Click, claims, ctx);
     // How the person got here: the page or mail client the link was in.

@@ -2,7 +2,8 @@
 //!
 //! Every answer is built from bytes and headers prepared at start-up; the
 //! only work per request is verifying the token and building the event,
-//! which [`Ctx::record`] hands on without waiting. Nothing here logs per
+//! which [`Ctx::record`] hands to the [`Recorder`] without waiting. Routes
+//! see only what their [`Ctx`] hands them, never the app that called them. Nothing here logs per
 //! request or touches the disk or the network.
 
 pub mod beacon;
@@ -17,10 +18,16 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::app::{App, Live};
+use crate::config::ServerConfig;
 use crate::enrich::{RequestFacts, Visitor};
 use crate::event::Event;
+use crate::live::Live;
+use crate::record::Recorder;
 use crate::token::{Claims, TokenType};
+
+/// Longest URL kept in an event's text fields (`url`, `referer`), in
+/// characters: what browsers and the token's `u` allow.
+pub const MAX_URL: usize = 2048;
 
 /// The body type of every response.
 pub type Body = Full<Bytes>;
@@ -28,18 +35,24 @@ pub type Body = Full<Bytes>;
 /// The 43-byte transparent 1x1 GIF89a.
 pub const GIF: &[u8; 43] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff\x21\xf9\x04\x01\x00\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b";
 
-/// What a route handler sees of a request.
+/// What a route handler sees of a request: the request, and what it needs
+/// to answer and record it.
 pub struct Ctx<'a> {
-    pub app: &'a App,
     /// The reloadable state, as of this request.
     pub live: &'a Live,
+    /// Where the route's event goes.
+    pub recorder: &'a Recorder,
+    /// Prepared answers.
+    pub responses: &'a Responses,
+    /// Listener limits (body size, deadlines).
+    pub server: &'a ServerConfig,
     pub req: RequestFacts<'a>,
 }
 
 impl Ctx<'_> {
     /// Enriches `ev` and hands it on; the visitor cookie to set, if any.
     pub fn record(&self, ev: Event, visitor: Visitor) -> Option<HeaderValue> {
-        self.app.record(self.live, ev, &self.req, visitor)
+        self.recorder.record(self.live, ev, &self.req, visitor)
     }
 
     pub fn method(&self) -> &'static str {
@@ -216,8 +229,8 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     use http_body_util::{BodyExt, Limited};
-    let pages = ctx.app.responses();
-    let server = ctx.app.server_config();
+    let pages = ctx.responses;
+    let server = ctx.server;
     let limit = server.max_body_bytes;
     let declared = ctx
         .req
@@ -244,12 +257,7 @@ impl Ctx<'_> {
         match self.live.keys.verify(token, kind, self.req.now_ms / 1000) {
             Ok(c) => Some(c),
             Err(e) => {
-                let route = match kind {
-                    TokenType::Open => "open",
-                    TokenType::Click => "click",
-                    TokenType::Unsubscribe => "unsubscribe",
-                };
-                crate::metrics::invalid_token(route, e.reason());
+                crate::metrics::invalid_token(kind, e.reason());
                 None
             }
         }

@@ -22,7 +22,7 @@ pub fn optin(ctx: &Ctx<'_>) -> Response<Body> {
 }
 
 fn with_cookies(ctx: &Ctx<'_>, page: Page, cookies: &[String]) -> Response<Body> {
-    let mut r = ctx.app.responses().page(StatusCode::OK, page);
+    let mut r = ctx.responses.page(StatusCode::OK, page);
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
             r.headers_mut().append(header::SET_COOKIE, v);

@@ -14,5 +14,5 @@ pub fn open(ctx: &Ctx<'_>, token: &str) -> Response<Body> {
         // Mail clients keep no cookies: no visitor id is handed out.
         ctx.record(ev, Visitor::KeepOnly);
     }
-    ctx.app.responses().gif()
+    ctx.responses.gif()
 }

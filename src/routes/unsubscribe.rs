@@ -35,7 +35,7 @@ where
         None
     };
     let Some(claims) = ctx.verify(token, TokenType::Unsubscribe) else {
-        return ctx.app.responses().not_found();
+        return ctx.responses.not_found();
     };
     let Some(form) = form else {
         // A GET: the sender's page, or ours with the button.
@@ -46,17 +46,14 @@ where
         {
             return redirect(loc);
         }
-        return ctx
-            .app
-            .responses()
-            .html(StatusCode::OK, confirm_page(&claims));
+        return ctx.responses.html(StatusCode::OK, confirm_page(&claims));
     };
     let one_click = is_one_click(&form);
     let done = done_page(&claims);
     let mut ev = event_from_claims(EventType::Unsubscribe, claims, ctx);
     ev.one_click = Some(one_click);
     ctx.record(ev, Visitor::KeepOnly);
-    ctx.app.responses().html(StatusCode::OK, done)
+    ctx.responses.html(StatusCode::OK, done)
 }
 
 /// What the recipient unsubscribes from, as the token says.

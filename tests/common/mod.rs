@@ -17,10 +17,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 
-use trackedge::app::App;
 use trackedge::config::Config;
 use trackedge::token::{Claims, Keyring, TokenType};
 
@@ -34,8 +32,7 @@ pub struct TestServer {
     pub admin: SocketAddr,
     pub events_path: PathBuf,
     pub keys: Keyring,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: trackedge::serve::Running,
     _dir: tempfile::TempDir,
 }
 
@@ -57,29 +54,27 @@ impl TestServer {
             events_path.to_str().unwrap()
         );
         let cfg = Config::from_layers(&[&base, extra]).expect("test config is valid");
-        trackedge::metrics::install();
         let keys = Keyring::new(&cfg.effective_keys());
-        let sink = trackedge::sink::from_config(&cfg).unwrap();
-        let app = Arc::new(App::with_clock(cfg, sink, clock).expect("app starts"));
-        let threads = trackedge::server::worker_count(app.server_config());
-        let public =
-            trackedge::server::bind_public("127.0.0.1:0".parse().unwrap(), threads).unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (public_addr, admin_addr) =
-            (public[0].local_addr().unwrap(), admin.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(trackedge::server::run(app, public, admin, async move {
-            let _ = rx.await;
-        }));
+        let listeners = trackedge::serve::Listeners::bind(&cfg.server).expect("binds port 0");
+        let opts = trackedge::serve::Options {
+            clock,
+            sighup: false,
+            ..Default::default()
+        };
+        let running = trackedge::serve::spawn(cfg, opts, listeners);
         TestServer {
-            public: public_addr,
-            admin: admin_addr,
+            public: running.public,
+            admin: running.admin,
             events_path,
             keys,
-            stop: Some(tx),
-            task,
+            running,
             _dir: dir,
         }
+    }
+
+    /// Reloads the configuration as SIGHUP does; whether it took.
+    pub async fn reload(&self) -> bool {
+        self.running.reload().await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -108,13 +103,11 @@ impl TestServer {
 
     /// Stops the server (graceful shutdown, sink flushed) and returns every
     /// event it wrote, parsed.
-    pub async fn stop(mut self) -> Vec<Value> {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(60), &mut self.task)
+    pub async fn stop(self) -> Vec<Value> {
+        tokio::time::timeout(Duration::from_secs(60), self.running.stop())
             .await
             .expect("server stops within a minute")
-            .unwrap()
-            .unwrap();
+            .expect("the server ran and drained");
         read_events(&self.events_path)
     }
 }

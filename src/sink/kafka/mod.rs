@@ -47,7 +47,7 @@ use super::queue::{join_by, send_by, Intake};
 use super::{Health, Sink};
 use crate::config::KafkaConfig;
 use crate::event::Event;
-use crate::metrics::{dropped, DropReason, SPOOL_BYTES, SPOOL_EVENTS};
+use crate::metrics::{dropped, DropReason, SPOOL_BYTES, SPOOL_EVENTS, SPOOL_MAX_BYTES};
 use producer::{Ctx, Feed, Feeder, SharedProducer};
 use replay::{ReplayBook, Replayer};
 use spool::Spool;
@@ -162,6 +162,7 @@ impl KafkaSink {
         }
         gauge!(SPOOL_EVENTS).set(events as f64);
         gauge!(SPOOL_BYTES).set(bytes as f64);
+        gauge!(SPOOL_MAX_BYTES).set(cfg.spool_max_bytes as f64);
         let shared = Arc::new(Shared {
             link: Link::connecting(),
             spool: SpoolStatus::new(events),
