@@ -31,6 +31,7 @@ pub mod producer;
 pub mod replay;
 pub mod spool;
 pub mod spool_writer;
+pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -48,7 +49,7 @@ use super::{Health, Sink};
 use crate::config::KafkaConfig;
 use crate::event::Event;
 use crate::metrics::{dropped, DropReason, SPOOL_BYTES, SPOOL_EVENTS, SPOOL_MAX_BYTES};
-use producer::{Ctx, Feed, Feeder, SharedProducer};
+use producer::{Callbacks, Feed, Feeder, SharedProducer};
 use replay::{ReplayBook, Replayer};
 use spool::Spool;
 use spool_writer::{SpoolMsg, SpoolStatus};
@@ -58,7 +59,7 @@ const PURGE_WAIT: Duration = Duration::from_secs(5);
 
 /// Whether Kafka is known to be reachable. Set degraded by whoever sees it
 /// fail (callbacks, feeder, replayer); set up only by the replayer's probe.
-pub struct Link {
+pub struct Connectivity {
     /// Kafka is not known to be reachable: new events go straight to the spool.
     degraded: AtomicBool,
     /// Why Kafka is degraded, for readiness and logs.
@@ -67,9 +68,9 @@ pub struct Link {
     pub producer_broken: AtomicBool,
 }
 
-impl Link {
-    fn connecting() -> Link {
-        Link {
+impl Connectivity {
+    fn connecting() -> Connectivity {
+        Connectivity {
             degraded: AtomicBool::new(true),
             why: Mutex::new(Some("connecting to kafka".into())),
             producer_broken: AtomicBool::new(false),
@@ -104,8 +105,8 @@ impl Link {
 }
 
 /// What the sink's threads share, grouped by who writes it.
-pub struct Shared {
-    pub link: Link,
+pub struct SinkState {
+    pub connectivity: Connectivity,
     /// Written by the spool's thread (and the queue count by its feeders).
     pub spool: SpoolStatus,
     /// Written by the replayer and the delivery callback.
@@ -118,7 +119,7 @@ pub struct Shared {
 pub struct KafkaSink {
     intake: Intake<Feed>,
     producer: SharedProducer,
-    shared: Arc<Shared>,
+    shared: Arc<SinkState>,
     spool_tx: mpsc::SyncSender<SpoolMsg>,
     /// The producing thread, then the spool and replay threads.
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -163,16 +164,16 @@ impl KafkaSink {
         gauge!(SPOOL_EVENTS).set(events as f64);
         gauge!(SPOOL_BYTES).set(bytes as f64);
         gauge!(SPOOL_MAX_BYTES).set(cfg.spool_max_bytes as f64);
-        let shared = Arc::new(Shared {
-            link: Link::connecting(),
+        let shared = Arc::new(SinkState {
+            connectivity: Connectivity::connecting(),
             spool: SpoolStatus::new(events),
             replay: ReplayBook::default(),
             stop: AtomicBool::new(false),
         });
         let (spool_tx, spool_rx) = mpsc::sync_channel(cfg.spool_queue_capacity);
         let cc = client_config(cfg);
-        let producer: ThreadedProducer<Ctx> = cc
-            .create_with_context(Ctx::new(shared.clone(), spool_tx.clone()))
+        let producer: ThreadedProducer<Callbacks> = cc
+            .create_with_context(Callbacks::new(shared.clone(), spool_tx.clone()))
             .map_err(|e| anyhow::anyhow!("kafka producer settings: {e}"))?;
         let producer: SharedProducer = Arc::new(ArcSwap::from_pointee(producer));
         let spool = Arc::new(Mutex::new(spool));
@@ -243,10 +244,10 @@ impl Sink for KafkaSink {
     }
 
     fn health(&self) -> Health {
-        if !self.shared.link.is_degraded() {
+        if !self.shared.connectivity.is_degraded() {
             return Health::Ok;
         }
-        let why = self.shared.link.why();
+        let why = self.shared.connectivity.why();
         match self.shared.spool.trouble() {
             None => Health::Degraded(format!("kafka: {why}; events are spooled to disk")),
             Some(s) => Health::Down(format!(

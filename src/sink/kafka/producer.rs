@@ -17,10 +17,12 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 
-use super::replay::Outcome;
 use super::spool::SpoolRecord;
 use super::spool_writer::SpoolMsg;
-use super::Shared;
+#[cfg(test)]
+use super::wire::next_attempt;
+use super::wire::{breaks_producer, is_permanent, is_purge, Outcome, Tag};
+use super::SinkState;
 use crate::config::KafkaConfig;
 use crate::event::Event;
 use crate::metrics::{
@@ -60,94 +62,15 @@ pub fn producer_defaults(cfg: &KafkaConfig, node: &str) -> Vec<(&'static str, St
     ]
 }
 
-/// Which record a delivery report is about: a live event, or record
-/// `index` of a segment sent in replay attempt `attempt`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tag {
-    Live,
-    Replayed { attempt: u32, index: u32 },
-}
-
-impl Tag {
-    /// The opaque word librdkafka carries: 0 for live records, `attempt <<
-    /// 32 | index` for replayed ones (attempts start at 1, so a replayed
-    /// record never packs to 0).
-    pub fn pack(self) -> usize {
-        match self {
-            Tag::Live => 0,
-            Tag::Replayed { attempt, index } => {
-                debug_assert!(attempt != 0, "attempt 0 would read as live");
-                ((attempt as u64) << 32 | index as u64) as usize
-            }
-        }
-    }
-
-    pub fn unpack(opaque: usize) -> Tag {
-        if opaque == 0 {
-            return Tag::Live;
-        }
-        let v = opaque as u64;
-        Tag::Replayed {
-            attempt: (v >> 32) as u32,
-            index: v as u32,
-        }
-    }
-}
-
-/// The next replay attempt's number after `a`, skipping 0 (see [`Tag::pack`]).
-pub fn next_attempt(a: u32) -> u32 {
-    match a.wrapping_add(1) {
-        0 => 1,
-        n => n,
-    }
-}
-
-/// Errors after which an idempotent producer's id or epoch is no good: the
-/// broker has fenced it or lost its state. Only a new producer recovers.
-pub fn breaks_producer(code: Option<RDKafkaErrorCode>) -> bool {
-    matches!(
-        code,
-        Some(
-            RDKafkaErrorCode::ProducerFenced
-                | RDKafkaErrorCode::InvalidProducerEpoch
-                | RDKafkaErrorCode::UnknownProducerId
-                | RDKafkaErrorCode::OutOfOrderSequenceNumber
-                | RDKafkaErrorCode::InvalidProducerIdMapping
-        )
-    )
-}
-
-/// Errors that retrying will never fix: the record is dropped and counted.
-pub fn is_permanent(code: Option<RDKafkaErrorCode>) -> bool {
-    matches!(
-        code,
-        Some(
-            RDKafkaErrorCode::MessageSizeTooLarge
-                | RDKafkaErrorCode::InvalidMessage
-                | RDKafkaErrorCode::InvalidMessageSize
-                | RDKafkaErrorCode::InvalidRecord
-        )
-    )
-}
-
-/// Failures our own shutdown or producer swap caused: they say nothing of
-/// Kafka's health.
-fn is_purge(code: Option<RDKafkaErrorCode>) -> bool {
-    matches!(
-        code,
-        Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
-    )
-}
-
 /// librdkafka's callbacks.
-pub struct Ctx {
-    shared: Arc<Shared>,
+pub struct Callbacks {
+    shared: Arc<SinkState>,
     spool_tx: SyncSender<SpoolMsg>,
     /// `trackedge_events_delivered_total`, kept: it is counted per record.
     delivered: OnceLock<Counter>,
 }
 
-impl ClientContext for Ctx {
+impl ClientContext for Callbacks {
     fn stats(&self, s: Statistics) {
         gauge!(KAFKA_QUEUE).set(s.msg_cnt as f64);
         let up = s.brokers.values().filter(|b| b.state == "UP").count();
@@ -159,7 +82,7 @@ impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.shared
-                .link
+                .connectivity
                 .set_degraded(format!("all brokers down: {reason}"));
         } else {
             tracing::debug!(%error, reason, "librdkafka error");
@@ -172,7 +95,7 @@ impl ClientContext for Ctx {
     }
 }
 
-impl ProducerContext for Ctx {
+impl ProducerContext for Callbacks {
     /// A packed [`Tag`].
     type DeliveryOpaque = usize;
 
@@ -199,12 +122,12 @@ impl ProducerContext for Ctx {
                 refused = !is_purge(code) && code != Some(RDKafkaErrorCode::MessageTimedOut);
                 if !is_purge(code) {
                     self.shared
-                        .link
+                        .connectivity
                         .set_degraded(format!("delivery failed: {e}"));
                 }
                 if breaks_producer(code) {
                     self.shared
-                        .link
+                        .connectivity
                         .producer_broken
                         .store(true, Ordering::Relaxed);
                 }
@@ -228,9 +151,9 @@ impl ProducerContext for Ctx {
     }
 }
 
-impl Ctx {
-    pub fn new(shared: Arc<Shared>, spool_tx: SyncSender<SpoolMsg>) -> Ctx {
-        Ctx {
+impl Callbacks {
+    pub fn new(shared: Arc<SinkState>, spool_tx: SyncSender<SpoolMsg>) -> Callbacks {
+        Callbacks {
             shared,
             spool_tx,
             delivered: OnceLock::new(),
@@ -264,7 +187,7 @@ impl Ctx {
 
 /// The producer, replaceable after a fatal error without a lock on the
 /// request path.
-pub type SharedProducer = Arc<ArcSwap<ThreadedProducer<Ctx>>>;
+pub type SharedProducer = Arc<ArcSwap<ThreadedProducer<Callbacks>>>;
 
 /// What the request path queues for the producing thread. Boxed, as in the
 /// file sink's queue: a slot is 16 bytes, not 528.
@@ -281,7 +204,7 @@ pub struct Feeder {
     pub topic: String,
     /// CloudEvents `ce_source`.
     pub source: String,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<SinkState>,
     pub spool_tx: SyncSender<SpoolMsg>,
     /// The intake's count of events not yet produced or spooled.
     pub pending: Arc<AtomicUsize>,
@@ -318,7 +241,7 @@ impl Feeder {
         let ids = Ids::of(event);
         let key = record_key(event, &ids);
         let headers = cloudevent_headers(event, &ids, &self.source);
-        if !self.shared.link.is_degraded() {
+        if !self.shared.connectivity.is_degraded() {
             let h = owned_headers(headers.iter().map(|(k, v)| (*k, v.as_bytes())));
             let rec = BaseRecord::with_opaque_to(&self.topic, Tag::Live.pack())
                 .key(key.as_bytes())
@@ -330,7 +253,7 @@ impl Feeder {
                 Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {}
                 Err((e, _)) => self
                     .shared
-                    .link
+                    .connectivity
                     .set_degraded(format!("produce failed: {e}")),
             }
         }

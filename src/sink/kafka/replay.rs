@@ -15,10 +15,11 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use rdkafka::types::RDKafkaRespErr;
 
-use super::producer::{next_attempt, owned_headers, Ctx, SharedProducer, Tag};
+use super::producer::{owned_headers, Callbacks, SharedProducer};
 use super::spool::{Spool, SpoolRecord};
 use super::spool_writer::SpoolMsg;
-use super::{Shared, PURGE_WAIT};
+use super::wire::{next_attempt, Outcome, Tag};
+use super::{SinkState, PURGE_WAIT};
 use crate::metrics::{dropped, DropReason};
 
 /// Replay keeps the producer's queue below this, so live traffic always
@@ -35,18 +36,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_TRIES: u8 = 5;
 /// Failed reads of a segment before it is set aside.
 const MAX_READ_FAILURES: u32 = 3;
-
-/// What a delivery report says of a replayed record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Delivered, or refused for good and counted dropped.
-    Delivered,
-    /// Refused for a reason that may pass: one of its tries.
-    Refused,
-    /// Not delivered for a reason that says nothing of the record (Kafka
-    /// away, a purge): sent again, no try counted.
-    NotSent,
-}
 
 /// What became of each record of the segment being replayed, across
 /// attempts: only records not yet delivered are sent again.
@@ -173,7 +162,7 @@ pub struct Replayer {
     pub producer: SharedProducer,
     pub topic: String,
     pub spool: Arc<Mutex<Spool>>,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<SinkState>,
     pub spool_tx: SyncSender<SpoolMsg>,
     pub create_topic: Option<(i32, i32)>,
     /// Longest wait for a replayed segment's delivery reports.
@@ -199,7 +188,7 @@ impl Replayer {
         let mut created = false;
         let mut progress: Option<Progress> = None;
         let mut read_failures = (0u64, 0u32);
-        let link = &self.shared.link;
+        let link = &self.shared.connectivity;
         while !self.stopped() {
             let fatal = self.producer.load().client().fatal_error();
             if let Some((code, reason)) = fatal {
@@ -348,9 +337,9 @@ impl Replayer {
     /// fenced by the broker, say): what the old one held comes back through
     /// its delivery callback and is spooled.
     fn replace_producer(&self) {
-        let fresh: ThreadedProducer<Ctx> = match self
+        let fresh: ThreadedProducer<Callbacks> = match self
             .config
-            .create_with_context(Ctx::new(self.shared.clone(), self.spool_tx.clone()))
+            .create_with_context(Callbacks::new(self.shared.clone(), self.spool_tx.clone()))
         {
             Ok(p) => p,
             Err(e) => {
@@ -381,7 +370,7 @@ impl Replayer {
             }
             .pack();
             loop {
-                if self.stopped() || self.shared.link.is_degraded() {
+                if self.stopped() || self.shared.connectivity.is_degraded() {
                     return sent;
                 }
                 let producer = self.producer.load();
@@ -404,7 +393,9 @@ impl Replayer {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Err((e, _)) => {
-                        self.shared.link.set_degraded(format!("replay failed: {e}"));
+                        self.shared
+                            .connectivity
+                            .set_degraded(format!("replay failed: {e}"));
                         return sent;
                     }
                 }
