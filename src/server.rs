@@ -11,7 +11,7 @@
 //! [`run`] takes already-bound listeners ([`bind_public`]) and a shutdown
 //! future, so tests bind `127.0.0.1:0` and stop the server when they choose.
 //! On shutdown, readiness turns 503 first, then the public listeners close,
-//! in-flight requests get `server.shutdown_grace_ms` to finish, the sink
+//! in-flight requests get `server.shutdown_grace` to finish, the sink
 //! flushes every accepted event, and only then does the admin listener close.
 
 use std::convert::Infallible;
@@ -134,7 +134,7 @@ pub async fn run(
             b,
             Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
             Timeouts {
-                idle: ADMIN_IDLE.min(Duration::from_millis(app.server_config().idle_timeout_ms)),
+                idle: ADMIN_IDLE.min(app.server_config().idle_timeout),
                 ..Timeouts::of(app.server_config())
             },
             stop_admin_rx,
@@ -176,7 +176,7 @@ pub async fn run(
     }
 
     let sink = app.sink().clone();
-    let flush = Duration::from_millis(app.server_config().flush_timeout_ms);
+    let flush = app.server_config().flush_timeout;
     tokio::task::spawn_blocking(move || sink.shutdown(flush)).await?;
     tracing::info!("sink flushed");
 
@@ -207,7 +207,7 @@ fn spawn_worker(
             rt.block_on(async move {
                 let listener = TcpListener::from_std(listener).expect("a runtime is running");
                 let s = app.server_config();
-                let grace = Duration::from_millis(s.shutdown_grace_ms);
+                let grace = s.shutdown_grace;
                 let handler = {
                     let app = app.clone();
                     move |req: Request<Incoming>, peer| {
@@ -249,8 +249,8 @@ struct Timeouts {
 impl Timeouts {
     fn of(s: &ServerConfig) -> Timeouts {
         Timeouts {
-            idle: Duration::from_millis(s.idle_timeout_ms),
-            head: Duration::from_millis(s.header_read_timeout_ms),
+            idle: s.idle_timeout,
+            head: s.header_read_timeout,
         }
     }
 }

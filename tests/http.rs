@@ -504,7 +504,7 @@ async fn slow_and_idle_clients_are_cut_off() {
     // Head limit short, idle limit long: only the head limit can cut the
     // slow client, which keeps sending (so it is never idle).
     let srv =
-        TestServer::start("[server]\nheader_read_timeout_ms = 300\nidle_timeout_ms = 60000\n")
+        TestServer::start("[server]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"60s\"\n")
             .await;
     let t0 = Instant::now();
     let mut slow = tokio::net::TcpStream::connect(srv.public).await.unwrap();
@@ -556,7 +556,7 @@ async fn slow_and_idle_clients_are_cut_off() {
 
     // A client that connects and says nothing is closed at the idle limit.
     let srv =
-        TestServer::start("[server]\nheader_read_timeout_ms = 60000\nidle_timeout_ms = 300\n")
+        TestServer::start("[server]\nheader_read_timeout = \"60s\"\nidle_timeout = \"300ms\"\n")
             .await;
     let mut idle = tokio::net::TcpStream::connect(srv.public).await.unwrap();
     let mut buf = Vec::new();
@@ -601,7 +601,7 @@ async fn every_serving_thread_answers_on_the_one_port() {
 async fn http2_connections_are_kept_until_idle_not_cut_at_the_head_limit() {
     use std::time::Duration;
     let srv =
-        TestServer::start("[server]\nheader_read_timeout_ms = 300\nidle_timeout_ms = 60000\n")
+        TestServer::start("[server]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"60s\"\n")
             .await;
     let tcp = tokio::net::TcpStream::connect(srv.public).await.unwrap();
     // The client pings every 100 ms: frames keep arriving, none a request.

@@ -1,7 +1,7 @@
 //! Bursts: a link scanner fetches every link of a message within seconds of
 //! its delivery, from one network; a person clicks one, reads, maybe clicks
 //! another a minute later. One source fetching `agent.burst_links` distinct
-//! links of one message within `agent.burst_window_ms` is a machine
+//! links of one message within `agent.burst_window` is a machine
 //! (`reason: "burst"`), from that click on.
 //!
 //! Memory is bounded: one small entry per (message, source network) seen

@@ -81,7 +81,7 @@ impl Enricher {
             trusted_proxies: cfg.server.trusted_proxies.clone(),
             bursts: Bursts::new(
                 cfg.agent.burst_links,
-                cfg.agent.burst_window_ms,
+                cfg.agent.burst_window.as_millis() as u64,
                 cfg.agent.burst_entries,
             ),
         })

@@ -220,7 +220,7 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
 }
 
 /// Reads a request body of at most `server.max_body_bytes`, within
-/// `server.header_read_timeout_ms`: a body that never comes must not hold
+/// `server.header_read_timeout`: a body that never comes must not hold
 /// the stream (on HTTP/2, a slot of the connection) forever. Refusals are
 /// the answers to send.
 pub async fn read_body<B>(ctx: &Ctx<'_>, body: B) -> Result<Bytes, Response<Body>>
@@ -242,7 +242,7 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(pages.page(StatusCode::PAYLOAD_TOO_LARGE, Page::TooLarge));
     }
-    let deadline = std::time::Duration::from_millis(server.header_read_timeout_ms);
+    let deadline = server.header_read_timeout;
     match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
         Ok(Ok(c)) => Ok(c.to_bytes()),
         Ok(Err(_)) => Err(pages.page(StatusCode::PAYLOAD_TOO_LARGE, Page::TooLarge)),

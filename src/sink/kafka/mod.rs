@@ -191,7 +191,7 @@ impl KafkaSink {
             .spawn(move || feeder.run(feed_rx))?];
         {
             let (spool, shared) = (spool.clone(), shared.clone());
-            let fsync = Duration::from_millis(cfg.spool_fsync_ms);
+            let fsync = cfg.spool_fsync;
             threads.push(
                 std::thread::Builder::new()
                     .name("trackedge-spool".into())
@@ -207,8 +207,7 @@ impl KafkaSink {
             create_topic: cfg
                 .create_topic
                 .then_some((cfg.partitions, cfg.replication_factor)),
-            settle_timeout: Duration::from_millis(cfg.message_timeout_ms) * 2
-                + Duration::from_secs(10),
+            settle_timeout: cfg.message_timeout * 2 + Duration::from_secs(10),
             config: cc,
         };
         threads.push(

@@ -54,7 +54,10 @@ pub fn producer_defaults(cfg: &KafkaConfig, node: &str) -> Vec<(&'static str, St
         ("queue.buffering.max.kbytes", "16384".into()),
         // A record not delivered within 10 s goes to the spool, so an outage
         // moves events to disk quickly instead of holding them in memory.
-        ("message.timeout.ms", cfg.message_timeout_ms.to_string()),
+        (
+            "message.timeout.ms",
+            cfg.message_timeout.as_millis().to_string(),
+        ),
         // Statistics feed the Prometheus gauges every second.
         ("statistics.interval.ms", "1000".into()),
         ("socket.keepalive.enable", "true".into()),

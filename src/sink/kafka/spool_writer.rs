@@ -1,5 +1,5 @@
 //! The spool's thread: the only writer of the disk [`Spool`]. It appends
-//! what Kafka could not take, in batches, syncs at `kafka.spool_fsync_ms`,
+//! what Kafka could not take, in batches, syncs at `kafka.spool_fsync`,
 //! and deletes segments the replayer has delivered.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
