@@ -8,32 +8,35 @@
 //!
 //! # Layout
 //!
-//! A request flows down this list: a listener accepts it, the router picks
-//! a route, the route verifies its token and builds an event, the enricher
-//! adds what the request tells, the stats count it and a sink takes it.
+//! Dependencies run downhill, in this order: a module uses only those
+//! below it (a test checks there is no circle).
 //!
-//! - [`cli`]: the `trackedge` subcommands (`serve`, `sign`, `verify`, ...).
-//! - [`config`]: the TOML/env configuration, its embedded defaults and checks;
-//!   [`reload`]: swapping in a changed configuration on `SIGHUP`.
+//! - [`cli`]: the `trackedge` subcommands; `serve` binds and calls
+//!   [`serve`], the one way in that tests call too.
+//! - [`serve`]: start-up (pre-serve checks, sink, app, reloader) and the
+//!   [`serve::Running`] handle tests get; [`reload`]: `SIGHUP`.
 //! - [`server`]: listeners, serving threads, connection limits, graceful
 //!   shutdown; [`watchdog`]: each connection's idle and head deadlines.
-//! - [`health`]: the lifecycle phase and what readiness makes of it.
 //! - [`admin`]: `/metrics`, `/livez`, `/readyz`, `/stats`, and the page at `/`
-//!   ([`dashboard`]).
-//! - [`app`]: the state requests share, and a request's way through it.
+//!   ([`dashboard`]); [`health`]: the lifecycle phase and readiness.
+//! - [`app`]: the state requests share; routes a request and counts it.
+//! - [`routes`]: one file per public route (pixel, click, unsubscribe,
+//!   beacon, pages); each is handed a `Ctx` and records through it.
+//! - [`record`]: enrich, count and sink an event ([`record::Recorder`]);
+//!   [`live`]: the state a reload swaps (keys, enricher, fallback).
 //! - [`router`]: the public URL layout, written once: routing, and the URLs
 //!   `sign` prints and `verify` reads.
-//! - [`routes`]: one file per public route (pixel, click, unsubscribe,
-//!   beacon, pages) and the answers they share.
-//! - [`token`]: signed token minting and verification.
 //! - [`enrich`]: facts derived from the request: client IP, geo,
 //!   User-Agent, agent kind, privacy.
-//! - [`event`]: the event struct and its JSON encoding.
 //! - [`stats`]: live per-campaign counters.
 //! - [`sink`]: where events go, behind one trait: a file or stdout
 //!   ([`sink::writer`]), or Kafka with a disk spool ([`sink::kafka`]), both
 //!   fed through a bounded queue ([`sink::queue`]).
-//! - [`metrics`]: metric names, fixed label sets, the Prometheus recorder.
+//! - [`token`]: signed token minting and verification; [`event`]: the event
+//!   and its JSON encoding.
+//! - [`config`]: the TOML/env configuration, its embedded defaults and
+//!   checks; [`metrics`]: metric names and label vocabularies;
+//!   [`error`]: start-up errors and their exit codes.
 // One reviewed exception: memory-mapping the GeoIP databases (enrich::geo).
 #![deny(unsafe_code)]
 

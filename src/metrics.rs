@@ -221,8 +221,8 @@ impl Status {
 
 /// Handles of one labelled metric family, each registered on first use and
 /// then kept. `counter!` with labels builds its key and looks it up in the
-/// recorder's registry on every call, about 2% of CPU on the request path;
-/// a kept handle is an atomic add. Registered lazily, so a series shows in
+/// recorder's registry on every call, which showed in profiles of the
+/// request path; a kept handle is an atomic add. Registered lazily, so a series shows in
 /// `/metrics` once it is first used, as with the macros.
 pub struct Handles<T, const N: usize> {
     cells: [OnceLock<T>; N],

@@ -3,8 +3,7 @@
 //!
 //! hyper's own header timeout allocates and arms a timer for every request
 //! head, and a read timeout on the socket re-arms one for every read: under
-//! load the two cost about 8% of throughput (see the commit that replaced
-//! them). Here the socket only notes when bytes come and go ([`Watched`]),
+//! load the two cost throughput (figures in `loadtest/RESULTS.md`). Here the socket only notes when bytes come and go ([`Watched`]),
 //! and one sleeping task per connection ([`watch`]) compares those notes
 //! with the limits, waking at the earliest moment one could be exceeded.
 //!

@@ -107,7 +107,7 @@ fn site(listener: TcpListener, pages: Vec<(String, String)>) -> tokio::task::Joi
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_browser_records_beacon_pixel_send_beacon_and_click() {
     let Some(bin) = chromium() else {
-        println!("skipped: chromium is not installed (apt-get install chromium)");
+        common::skip("chromium is not installed (apt-get install chromium)");
         return;
     };
     let srv = TestServer::start("").await;
@@ -198,7 +198,7 @@ b.src = "{t}/p.gif?e=pageview&c=browser&page=" + encodeURIComponent(location.hre
 #[tokio::test(flavor = "multi_thread")]
 async fn the_unsubscribe_page_renders_on_a_phone_sized_screen() {
     let Some(bin) = chromium() else {
-        println!("skipped: chromium is not installed (apt-get install chromium)");
+        common::skip("chromium is not installed (apt-get install chromium)");
         return;
     };
     let srv = TestServer::start("").await;
@@ -249,7 +249,7 @@ fn dump_dom(bin: &Path, profile: &Path, url: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_live_page_shows_what_stats_says() {
     let Some(bin) = chromium() else {
-        println!("skipped: chromium is not installed (apt-get install chromium)");
+        common::skip("chromium is not installed (apt-get install chromium)");
         return;
     };
     let srv = TestServer::start("").await;

@@ -30,14 +30,14 @@ impl Tmpfs {
         match out {
             Ok(o) if o.status.success() => Some(Tmpfs { path, _dir: dir }),
             Ok(o) => {
-                println!(
-                    "skipped: cannot mount a small tmpfs here ({})",
+                common::skip(&format!(
+                    "cannot mount a small tmpfs here ({}); run as root",
                     String::from_utf8_lossy(&o.stderr).trim()
-                );
+                ));
                 None
             }
             Err(e) => {
-                println!("skipped: no mount command ({e})");
+                common::skip(&format!("no mount command ({e})"));
                 None
             }
         }
@@ -113,7 +113,7 @@ async fn a_node_that_crashed_on_a_full_disk_starts_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_with_a_failing_disk_exits_within_the_budget() {
     if !Path::new("/dev/full").exists() {
-        println!("skipped: no /dev/full");
+        common::skip("no /dev/full");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

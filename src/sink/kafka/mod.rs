@@ -7,8 +7,8 @@
 //! no future per record: rdkafka's maintainers and users report
 //! `FutureProducer` markedly slower, and its `send` leaking where
 //! `send_result` did not). Keeping librdkafka's locks, allocations and
-//! wake-ups off the serving threads took 31.9k to 37.7k requests/s in the
-//! load test (see the commit that made it). Whatever Kafka cannot
+//! wake-ups off the serving threads is measured in `loadtest/RESULTS.md`.
+//! Whatever Kafka cannot
 //! take goes to the disk [`spool::Spool`]: a full producer queue, a failed or timed
 //! out delivery, and, while Kafka is known to be unreachable, every new
 //! event. A background thread probes the broker while degraded and replays
