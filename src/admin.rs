@@ -14,7 +14,7 @@ use http_body_util::Full;
 
 use crate::app::App;
 use crate::health;
-use crate::metrics::{SINK_QUEUE, STATS_CAMPAIGNS, UA_CACHE_ENTRIES};
+use crate::metrics::{ADMIN_AUTH_FAILURES, SINK_QUEUE, STATS_CAMPAIGNS, UA_CACHE_ENTRIES};
 use crate::routes::Body;
 
 fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
@@ -42,20 +42,76 @@ fn authorized<B>(app: &App, req: &Request<B>, peer: SocketAddr) -> bool {
         .map(|v| v.as_bytes())
         .unwrap_or_default();
     // Bearer for tools; Basic (any user, the token as password) so a
-    // browser can open the page: it asks once and remembers.
-    let basic = auth
-        .strip_prefix(b"Basic ")
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+    // browser can open the page: it asks once and remembers. The scheme is
+    // case-insensitive (RFC 9110 §11.1).
+    let (scheme, credentials) = match auth.iter().position(|&c| c == b' ') {
+        Some(i) => (&auth[..i], auth[i + 1..].trim_ascii()),
+        None => (auth, &b""[..]),
+    };
+    let basic = scheme
+        .eq_ignore_ascii_case(b"basic")
+        .then(|| {
+            base64::engine::general_purpose::STANDARD
+                .decode(credentials)
+                .ok()
+        })
+        .flatten()
         .and_then(|d| {
             let i = d.iter().position(|&c| c == b':')?;
             Some(d[i + 1..].to_vec())
         });
     let got = match &basic {
         Some(p) => &p[..],
-        None => auth.strip_prefix(b"Bearer ").unwrap_or_default(),
+        None if scheme.eq_ignore_ascii_case(b"bearer") => credentials,
+        None => b"",
     };
     // Constant time in the token's content.
-    bool::from(subtle::ConstantTimeEq::ct_eq(got, want))
+    let ok = bool::from(subtle::ConstantTimeEq::ct_eq(got, want));
+    if !ok {
+        metrics::counter!(ADMIN_AUTH_FAILURES).increment(1);
+    }
+    ok
+}
+
+/// Slows down a client address after repeated refused admin requests, so a
+/// token cannot be guessed at network speed: from the fourth failure on,
+/// each refusal is answered only after a delay that doubles up to
+/// [`Throttle::MAX_DELAY`]; the address's attempts queue behind one another
+/// whatever the number of its connections.
+#[derive(Default)]
+pub struct Throttle {
+    /// Failures and the time the next answer may go, by client address.
+    by_addr:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, std::time::Instant)>>,
+}
+
+impl Throttle {
+    pub const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+    /// Addresses remembered; beyond, the table starts over (bounded memory).
+    const MAX_ADDRS: usize = 4096;
+    /// Failures answered at once before delays begin.
+    const FREE: u32 = 3;
+
+    /// How long to hold a refusal to `ip`.
+    pub fn refused(&self, ip: std::net::IpAddr) -> std::time::Duration {
+        use std::time::{Duration, Instant};
+        let now = Instant::now();
+        let mut m = self.by_addr.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= Self::MAX_ADDRS && !m.contains_key(&ip) {
+            m.clear();
+        }
+        let e = m.entry(ip).or_insert((0, now));
+        e.0 = e.0.saturating_add(1);
+        if e.0 <= Self::FREE {
+            return Duration::ZERO;
+        }
+        let step = Duration::from_millis(50)
+            .saturating_mul(1 << (e.0 - Self::FREE).min(6))
+            .min(Self::MAX_DELAY);
+        let at = e.1.max(now) + step;
+        e.1 = at;
+        at - now
+    }
 }
 
 fn json(status: StatusCode, v: &impl serde::Serialize) -> Response<Body> {

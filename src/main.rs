@@ -6,6 +6,25 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Ignores SIGHUP from the C runtime's initialisation on, before `main`
+/// (and before the Rust runtime): a SIGHUP in a process's first
+/// milliseconds must not end it (contract §6). The reloader's handler
+/// replaces this once installed.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static IGNORE_SIGHUP_AT_START: extern "C" fn() = ignore_sighup;
+
+#[cfg(target_os = "linux")]
+extern "C" fn ignore_sighup() {
+    // SAFETY: setting a signal's disposition to SIG_IGN touches no memory
+    // of ours and is async-signal-safe; nothing else runs this early.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+}
+
 fn main() -> std::process::ExitCode {
     // Before anything else: SIGHUP's default action ends the process, and
     // the contract says it never does, not even in the first milliseconds.

@@ -37,6 +37,7 @@ pub const UA_CACHE_EVICTIONS: &str = "trackedge_ua_cache_evictions_total";
 pub const KAFKA_QUEUE: &str = "trackedge_kafka_queue_messages";
 pub const KAFKA_BROKERS_UP: &str = "trackedge_kafka_brokers_up";
 pub const KAFKA_TX_ERRORS: &str = "trackedge_kafka_tx_errors";
+pub const ADMIN_AUTH_FAILURES: &str = "trackedge_admin_auth_failures_total";
 pub const TLS_HANDSHAKES: &str = "trackedge_tls_handshakes_total";
 pub const TLS_CERT_EXPIRY: &str = "trackedge_tls_certificate_expiry_seconds";
 pub const ACME_ORDERS: &str = "trackedge_acme_orders_total";
@@ -68,6 +69,7 @@ pub fn install() -> PrometheusHandle {
             for g in [SPOOL_EVENTS, SPOOL_BYTES, SINK_QUEUE] {
                 gauge!(g).set(0.0);
             }
+            metrics::counter!(ADMIN_AUTH_FAILURES).absolute(0);
             for result in ["ok", "error"] {
                 metrics::counter!(CONFIG_RELOADS, "result" => result).absolute(0);
             }
@@ -153,6 +155,10 @@ fn describe() {
     describe_gauge!(
         SINK_UP,
         "1 while events reach Kafka or the file, 0 while they are spooled or lost."
+    );
+    describe_counter!(
+        ADMIN_AUTH_FAILURES,
+        "Admin requests refused for a missing or wrong server.admin_token."
     );
     describe_counter!(
         CONFIG_RELOADS,

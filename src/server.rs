@@ -138,9 +138,18 @@ pub async fn run(
                 ..Timeouts::of(app.server_config())
             },
             stop_admin_rx,
-            move |req: Request<Incoming>, peer: SocketAddr| {
-                let app = app.clone();
-                async move { admin::handle(&app, req, peer) }
+            {
+                let throttle = Arc::new(admin::Throttle::default());
+                move |req: Request<Incoming>, peer: SocketAddr| {
+                    let (app, throttle) = (app.clone(), throttle.clone());
+                    async move {
+                        let r = admin::handle(&app, req, peer);
+                        if r.status() == http::StatusCode::UNAUTHORIZED {
+                            tokio::time::sleep(throttle.refused(peer.ip())).await;
+                        }
+                        r
+                    }
+                }
             },
         ))
     };

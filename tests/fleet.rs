@@ -261,7 +261,7 @@ async fn a_node_whose_broker_is_down_stays_ready() {
 
 #[tokio::test]
 async fn stats_need_the_token_beyond_loopback() {
-    for token in ["", "admin-token-0123456789"] {
+    for token in ["", "admin-token-0123456789-abcdefghij"] {
         let cfg = trackedge::config::Config::from_toml(&format!(
             "[server]\nadmin_token = \"{token}\"\n[sink]\nkind = \"stdout\"\n"
         ))
@@ -280,7 +280,7 @@ async fn stats_need_the_token_beyond_loopback() {
         };
         let local = ask("127.0.0.1:5000", None);
         let remote = ask("10.1.2.3:5000", None);
-        let remote_with = ask("10.1.2.3:5000", Some("admin-token-0123456789"));
+        let remote_with = ask("10.1.2.3:5000", Some("admin-token-0123456789-abcdefghij"));
         let probe = {
             let peer: SocketAddr = "10.1.2.3:5000".parse().unwrap();
             trackedge::admin::handle(&app, http::Request::get("/livez").body(()).unwrap(), peer)

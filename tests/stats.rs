@@ -30,7 +30,8 @@ fn within(estimate: &Value, truth: f64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stats_and_metrics_agree_with_a_known_mix() {
-    let srv = TestServer::start("[server]\nadmin_token = \"s3cret-token\"\n").await;
+    let srv =
+        TestServer::start("[server]\nadmin_token = \"s3cret-token-0123456789-abcdefghij\"\n").await;
     let mut reqs = Vec::new();
     let mint = |t: TokenType, r: String, link: Option<&str>| {
         let mut c = claims(t, "spring-sale");
@@ -116,7 +117,7 @@ async fn stats_and_metrics_agree_with_a_known_mix() {
 
     // The token is required.
     assert_eq!(get(&srv.admin_url("/stats")).await.status, 401);
-    let auth = [("authorization", "Bearer s3cret-token")];
+    let auth = [("authorization", "Bearer s3cret-token-0123456789-abcdefghij")];
     assert_eq!(
         get_with(
             &srv.admin_url("/stats"),

@@ -29,6 +29,24 @@ impl Config {
                 return Err(invalid(key, "must be at least 1ms"));
             }
         }
+        let token = &s.admin_token.0;
+        if !token.is_empty() && token.len() < MIN_SECRET_BYTES {
+            return Err(invalid(
+                "server.admin_token",
+                format!(
+                    "must be at least {MIN_SECRET_BYTES} bytes: a short token can be guessed (make one with `trackedge gen-key`)"
+                ),
+            ));
+        }
+        if s.listen == s.admin_listen && s.listen.port() != 0 {
+            return Err(invalid(
+                "server.admin_listen",
+                format!(
+                    "is {} like server.listen: give the admin listener its own port",
+                    s.listen
+                ),
+            ));
+        }
         if !matches!(s.public_url.scheme(), "http" | "https") || s.public_url.host().is_none() {
             return Err(invalid(
                 "server.public_url",

@@ -49,11 +49,38 @@ fn env_overrides() -> Env {
         .split("__")
 }
 
+/// Largest secret file read: a secret is tens of bytes; anything bigger is
+/// the wrong file.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a secret file: a regular file only (a FIFO or device would hang
+/// start-up or never end), at most [`MAX_SECRET_FILE_BYTES`].
+fn read_secret(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > MAX_SECRET_FILE_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("{} bytes; a secret file holds one secret", meta.len()),
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE_BYTES)
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// A configuration that cannot be used, with the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("config file {0}: not found")]
     Missing(PathBuf),
+    #[error("config file {0}: not a regular file (--config names the TOML file itself)")]
+    NotAFile(PathBuf),
     #[error("{0}")]
     Parse(String),
     #[error("config key `{key}`: {msg}")]
@@ -76,6 +103,7 @@ impl Config {
         let mut fig = Figment::from(Toml::string(EMBEDDED_DEFAULT));
         match path {
             Some(p) if !p.exists() => return Err(ConfigError::Missing(p.to_path_buf())),
+            Some(p) if !p.is_file() => return Err(ConfigError::NotAFile(p.to_path_buf())),
             Some(p) => fig = fig.merge(Toml::file(p)),
             None if Path::new(DEFAULT_PATH).exists() => fig = fig.merge(Toml::file(DEFAULT_PATH)),
             None => {}
@@ -184,7 +212,7 @@ impl Config {
                     format!("key {:?} has both secret and secret_file; give one", k.id),
                 ));
             }
-            let text = std::fs::read_to_string(path).map_err(|e| {
+            let text = read_secret(path).map_err(|e| {
                 invalid(
                     format!("signing.keys[{i}].secret_file"),
                     format!("key {:?}: cannot read {}: {e}", k.id, path.display()),

@@ -105,7 +105,12 @@ impl Enricher {
         let headers = &req.parts.headers;
         let mut signals = Signals::read(headers, &self.cookie_cfg);
         let restricted = signals.restricts(&self.privacy);
-        if restricted && self.privacy.on_opt_out == OnOptOut::Drop {
+        // An unsubscribe is recorded whatever the privacy settings, at most
+        // anonymized: the sender is bound to honour it (contract §3).
+        if restricted
+            && self.privacy.on_opt_out == OnOptOut::Drop
+            && ev.kind != EventType::Unsubscribe
+        {
             return Enriched::Suppressed;
         }
         let client = ip::client_ip(req.peer.ip(), headers, &self.trusted_proxies);

@@ -57,6 +57,26 @@ use spool_writer::{SpoolMsg, SpoolStatus};
 /// How long shutdown waits for purged records to be handed back.
 const PURGE_WAIT: Duration = Duration::from_secs(5);
 
+/// What is wrong with Kafka, in the words an operator needs (readiness
+/// shows them; librdkafka's own text goes to the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Trouble {
+    #[error("no Kafka broker is reachable (check kafka.brokers and the network)")]
+    Unreachable,
+    #[error("Kafka is not acknowledging events in time")]
+    NotAcknowledging,
+    #[error("Kafka refused new events")]
+    Refusing,
+    #[error("the Kafka producer hit a fatal error and is being replaced")]
+    ProducerFailed,
+    #[error(
+        "the broker no longer accepts this producer (fenced or state lost); it is being replaced"
+    )]
+    ProducerFenced,
+    #[error("Kafka has not answered a probe")]
+    ProbeFailed,
+}
+
 /// Whether Kafka is known to be reachable. Set degraded by whoever sees it
 /// fail (callbacks, feeder, replayer); set up only by the replayer's probe.
 pub struct Connectivity {
@@ -72,7 +92,7 @@ impl Connectivity {
     fn connecting() -> Connectivity {
         Connectivity {
             degraded: AtomicBool::new(true),
-            why: Mutex::new(Some("connecting to kafka".into())),
+            why: Mutex::new(Some("connecting to Kafka".into())),
             producer_broken: AtomicBool::new(false),
         }
     }
@@ -81,14 +101,17 @@ impl Connectivity {
         self.degraded.load(Ordering::Relaxed)
     }
 
-    pub fn set_degraded(&self, why: String) {
-        let mut w = self.why.lock().unwrap();
+    /// Marks Kafka unreachable for `trouble`; `detail` (librdkafka's own
+    /// words) goes to the log, readiness says `trouble` in ours.
+    pub fn set_degraded(&self, trouble: Trouble, detail: impl std::fmt::Display) {
+        let why = trouble.to_string();
+        let mut w = self.why.lock().unwrap_or_else(|e| e.into_inner());
         // Logged when Kafka goes away, not at every retry; readiness always
         // has the latest reason.
         if !self.degraded.swap(true, Ordering::Relaxed) {
-            tracing::warn!(reason = %why, "kafka degraded: events go to the disk spool");
+            tracing::warn!(reason = %why, %detail, "kafka degraded: events go to the disk spool");
         } else if w.as_deref() != Some(why.as_str()) {
-            tracing::debug!(reason = %why, "kafka still degraded");
+            tracing::debug!(reason = %why, %detail, "kafka still degraded");
         }
         *w = Some(why);
     }
@@ -115,6 +138,13 @@ pub struct SinkState {
     pub stop: AtomicBool,
 }
 
+/// Creates and removes a file in `dir`.
+fn probe_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".trackedge-probe-{}", std::process::id()));
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
 /// The Kafka sink.
 pub struct KafkaSink {
     intake: Intake<Feed>,
@@ -138,6 +168,14 @@ impl KafkaSink {
         let (spool, found) =
             Spool::open(&cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_segment_bytes)
                 .map_err(|e| anyhow::anyhow!("kafka.spool_dir {}: {e}", cfg.spool_dir.display()))?;
+        // Found now, not at the first outage when every event would be
+        // dropped: the spool directory must take a new file.
+        probe_writable(&cfg.spool_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "kafka.spool_dir {}: cannot create files there ({e}); the spool would lose every event while Kafka is away",
+                cfg.spool_dir.display()
+            )
+        })?;
         if found.corrupt > 0 {
             tracing::warn!(
                 corrupt = found.corrupt,

@@ -22,7 +22,7 @@ use super::spool_writer::SpoolMsg;
 #[cfg(test)]
 use super::wire::next_attempt;
 use super::wire::{breaks_producer, is_permanent, is_purge, Outcome, Tag};
-use super::SinkState;
+use super::{SinkState, Trouble};
 use crate::config::KafkaConfig;
 use crate::event::Event;
 use crate::metrics::{
@@ -86,7 +86,7 @@ impl ClientContext for Callbacks {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.shared
                 .connectivity
-                .set_degraded(format!("all brokers down: {reason}"));
+                .set_degraded(Trouble::Unreachable, reason);
         } else {
             tracing::debug!(%error, reason, "librdkafka error");
         }
@@ -126,7 +126,7 @@ impl ProducerContext for Callbacks {
                 if !is_purge(code) {
                     self.shared
                         .connectivity
-                        .set_degraded(format!("delivery failed: {e}"));
+                        .set_degraded(Trouble::NotAcknowledging, &e);
                 }
                 if breaks_producer(code) {
                     self.shared
@@ -254,10 +254,7 @@ impl Feeder {
             match self.producer.load().send(rec) {
                 Ok(()) => return,
                 Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {}
-                Err((e, _)) => self
-                    .shared
-                    .connectivity
-                    .set_degraded(format!("produce failed: {e}")),
+                Err((e, _)) => self.shared.connectivity.set_degraded(Trouble::Refusing, &e),
             }
         }
         self.to_spool(SpoolRecord {

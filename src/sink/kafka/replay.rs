@@ -19,7 +19,7 @@ use super::producer::{owned_headers, Callbacks, SharedProducer};
 use super::spool::{Spool, SpoolRecord};
 use super::spool_writer::SpoolMsg;
 use super::wire::{next_attempt, Outcome, Tag};
-use super::{SinkState, PURGE_WAIT};
+use super::{SinkState, Trouble, PURGE_WAIT};
 use crate::metrics::{dropped, DropReason};
 
 /// Replay keeps the producer's queue below this, so live traffic always
@@ -192,12 +192,12 @@ impl Replayer {
         while !self.stopped() {
             let fatal = self.producer.load().client().fatal_error();
             if let Some((code, reason)) = fatal {
-                link.set_degraded(format!("producer fatal error {code:?}: {reason}"));
+                link.set_degraded(Trouble::ProducerFailed, format!("{code:?}: {reason}"));
                 self.replace_producer();
                 continue;
             }
             if link.producer_broken.swap(false, Ordering::Relaxed) {
-                link.set_degraded("the broker fenced the producer".into());
+                link.set_degraded(Trouble::ProducerFenced, "fenced");
                 self.replace_producer();
                 continue;
             }
@@ -211,7 +211,10 @@ impl Replayer {
                         created = self.create();
                     }
                     Err(p) => {
-                        link.set_degraded(format!("topic {}: {p}", self.topic));
+                        link.set_degraded(
+                            Trouble::ProbeFailed,
+                            format!("topic {}: {p}", self.topic),
+                        );
                         self.sleep(PROBE_EVERY);
                     }
                 }
@@ -395,7 +398,7 @@ impl Replayer {
                     Err((e, _)) => {
                         self.shared
                             .connectivity
-                            .set_degraded(format!("replay failed: {e}"));
+                            .set_degraded(Trouble::NotAcknowledging, format!("replay: {e}"));
                         return sent;
                     }
                 }

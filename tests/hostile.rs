@@ -1,0 +1,189 @@
+//! What hostile clients and careless start-ups must not get (issue 21):
+//! an unsubscribe lost to a privacy setting, a guessable admin token, a
+//! process a SIGHUP can kill, a start-up that accepts what cannot work.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use trackedge::token::TokenType;
+
+#[tokio::test]
+async fn an_unsubscribe_is_recorded_whatever_the_privacy_mode() {
+    let srv = TestServer::start("[privacy]\non_opt_out = \"drop\"\n").await;
+    let mut c = claims(TokenType::Unsubscribe, "spring");
+    c.r = Some("r-1".into());
+    let unsub = srv.tracked(&mut c);
+    let open = srv.tracked(&mut claims(TokenType::Open, "spring"));
+    for signal in [
+        ("sec-gpc", "1"),
+        ("dnt", "1"),
+        ("cookie", "trackedge_optout=1"),
+    ] {
+        let r = send(
+            http::Method::POST,
+            &unsub,
+            &[
+                signal,
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            "List-Unsubscribe=One-Click",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{signal:?}");
+        // An open with the same signal is dropped, as configured.
+        assert_eq!(get_with(&open, &[signal]).await.status, 200);
+    }
+    let events = srv.stop().await;
+    let unsubs: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "unsubscribe")
+        .collect();
+    assert_eq!(unsubs.len(), 3, "{events:?}");
+    for e in &unsubs {
+        assert_eq!(e["recipient"], "r-1");
+        assert!(
+            e.get("ip").is_none() && e.get("visitor").is_none(),
+            "anonymized: {e}"
+        );
+        let p = &e["privacy"];
+        assert!(
+            p["gpc"] == true || p["dnt"] == true || p["opted_out"] == true,
+            "{e}"
+        );
+    }
+    assert!(events.iter().all(|e| e["type"] != "open"), "{events:?}");
+}
+
+#[tokio::test]
+async fn wrong_admin_tokens_are_counted_and_slowed_down() {
+    let token = "admin-token-0123456789-abcdefghijkl";
+    let srv = TestServer::start(&format!("[server]\nadmin_token = \"{token}\"\n")).await;
+    let stats = srv.admin_url("/stats");
+    // The scheme is case-insensitive.
+    let ok = get_with(&stats, &[("authorization", &format!("bearer {token}"))]).await;
+    assert_eq!(ok.status, 200);
+    let mut took = vec![];
+    for i in 0..7 {
+        let t = Instant::now();
+        let r = get_with(&stats, &[("authorization", &format!("Bearer guess-{i}"))]).await;
+        assert_eq!(r.status, 401);
+        took.push(t.elapsed());
+    }
+    assert!(took[0] < Duration::from_millis(40), "{took:?}");
+    assert!(
+        took[6] >= Duration::from_millis(100),
+        "later guesses wait: {took:?}"
+    );
+    let m = String::from_utf8_lossy(&get(&srv.admin_url("/metrics")).await.body).into_owned();
+    assert_eq!(
+        metric(&m, "trackedge_admin_auth_failures_total"),
+        7.0,
+        "{m}"
+    );
+    srv.stop().await;
+}
+
+/// `check-config` in an empty directory with `env`; exit code and stderr.
+fn check_config(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut c = bare_command(dir);
+    c.arg("check-config").args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn start_up_refuses_what_cannot_work() {
+    let dir = tempfile::tempdir().unwrap();
+    // A short admin token.
+    let (code, err) = check_config(dir.path(), &[], &[("TRACKEDGE_SERVER__ADMIN_TOKEN", "a")]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("server.admin_token") && err.contains("32"),
+        "{err}"
+    );
+    // --config naming a directory.
+    let (code, err) = check_config(dir.path(), &["--config", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+    // The public and admin listeners on one address.
+    let (code, err) = check_config(
+        dir.path(),
+        &[],
+        &[("TRACKEDGE_SERVER__ADMIN_LISTEN", "127.0.0.1:8080")],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("server.admin_listen"), "{err}");
+    // A FIFO as a secret file would hang start-up forever: refused at once.
+    let fifo = dir.path().join("secret.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let keys = format!("[{{id=\"k\",secret_file=\"{}\"}}]", fifo.display());
+        let t = Instant::now();
+        let (code, err) = check_config(dir.path(), &[], &[("TRACKEDGE_SIGNING__KEYS", &keys)]);
+        assert_eq!(code, 64, "{err}");
+        assert!(
+            err.contains("secret_file") && err.contains("not a regular file"),
+            "{err}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10));
+    } else {
+        skip("mkfifo is missing (coreutils)");
+    }
+}
+
+/// Whether `pid` has SIGHUP ignored or caught (its own code has run).
+fn sighup_handled(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().any(|l| {
+        (l.starts_with("SigIgn:") || l.starts_with("SigCgt:"))
+            && u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16).unwrap_or(0) & 1
+                == 1
+    })
+}
+
+/// SIGHUP is ignored from the C runtime's first constructor on, before
+/// `main`. What runs before that (the kernel's exec, the dynamic loader
+/// relocating the binary: milliseconds for this unoptimised test build on
+/// a busy machine) is out of any program's reach, so the delays count from
+/// the moment the process shows SIGHUP handled; before it does, the test
+/// only checks that this comes at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_in_the_first_milliseconds_never_ends_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    for delay_ms in [0u64, 1, 2, 5, 10] {
+        let mut c = bare_command(dir.path());
+        c.args(["serve"])
+            .env("TRACKEDGE_SERVER__LISTEN", "127.0.0.1:0")
+            .env("TRACKEDGE_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        let t = Instant::now();
+        while !sighup_handled(child.id()) {
+            assert!(t.elapsed() < Duration::from_secs(5), "SIGHUP never handled");
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = std::process::Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(300));
+        let alive = child.try_wait().unwrap().is_none();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let status = child.wait().unwrap();
+        assert!(
+            alive,
+            "a SIGHUP {delay_ms} ms after exec ended the process: {status}"
+        );
+    }
+}
