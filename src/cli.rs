@@ -235,6 +235,8 @@ fn check_config(cfg: &Config) -> Result<(), Failure> {
         .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
     crate::enrich::geo::GeoIp::open(&cfg.geoip)
         .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
+    crate::enrich::agent::Classifier::try_new(&cfg.agent)
+        .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
     if cfg.sink.kind == crate::config::SinkKind::Kafka {
         crate::sink::kafka::client_config(&cfg.kafka)
             .create::<rdkafka::producer::BaseProducer>()
