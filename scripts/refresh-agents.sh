@@ -16,6 +16,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 isbot_version=${ISBOT_VERSION:-latest}
 cua_version=${CUA_VERSION:-latest}
+uap_version=${UAP_VERSION:-0.18.0}
 data_dir=${AGENTS_DATA_DIR:-agents}   # where agents.toml and vendor/ live, relative to the repository
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -23,9 +24,11 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 npm pack --silent "isbot@${isbot_version}" >/dev/null
 npm pack --silent "crawler-user-agents@${cua_version}" >/dev/null
-mkdir isbot cua
+npm pack --silent "uap-core@${uap_version}" >/dev/null
+mkdir isbot cua uap
 tar xzf isbot-*.tgz -C isbot
 tar xzf crawler-user-agents-*.tgz -C cua
+tar xzf uap-core-*.tgz -C uap
 
 ver=$(node -p "require('./isbot/package/package.json').version")
 tarball=$(npm view "isbot@${ver}" dist.tarball)
@@ -38,6 +41,15 @@ TARBALL="$tarball" INTEGRITY="$integrity" node -e '
 python3 "$root/scripts/agents_vendor.py" \
   --isbot-dir isbot/package --isbot-list isbot-list.json \
   --cua-dir cua/package --repo "$root" --data-dir "$data_dir"
+python3 "$root/scripts/agents_uap.py" --regexes uap/package/regexes.yaml --version "$uap_version" \
+  --repo "$root" --data-dir "$data_dir"
+# The evaluation set (tests/fixtures/agents-eval/) from third-party parsers' test data at the commits
+# pinned in scripts/agents_eval.py; give checkouts of those repositories to rebuild it.
+if [ -n "${EVAL_SOURCES_DIR:-}" ]; then
+  python3 "$root/scripts/agents_eval.py" --repo "$root" \
+    --device-detector "$EVAL_SOURCES_DIR/device-detector" --isbot "$EVAL_SOURCES_DIR/isbot" \
+    --uap-core "$EVAL_SOURCES_DIR/uap-core"
+fi
 python3 "$root/scripts/agents_check.py" --isbot-list isbot-list.json --repo "$root" --data-dir "$data_dir"
 python3 "$root/scripts/agents_measure.py" --repo "$root" --data-dir "$data_dir" || {
   echo "refresh-agents: some fixture rows are misread (above); review before committing" >&2

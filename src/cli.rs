@@ -241,6 +241,9 @@ fn gen_key() -> Result<(), Failure> {
 fn check_config(cfg: &Config) -> Result<(), Failure> {
     cfg.check_serve().map_err(Error::from)?;
     crate::enrich::geo::GeoIp::open(&cfg.geoip).map_err(Error::from)?;
+    // Validation does not compile the agent rules (that happens once per
+    // load, in the app); check-config builds them to report a bad one.
+    crate::enrich::agent::Classifier::try_new(&cfg.agent).map_err(Error::from)?;
     if cfg.sink.kind == crate::config::SinkKind::Kafka {
         crate::sink::kafka::client_config(&cfg.kafka)
             .create::<rdkafka::producer::BaseProducer>()

@@ -47,8 +47,9 @@ impl EventType {
     }
 }
 
-/// What `agent.kind` says about who made the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What `agent.kind` says about who made the request; also the verdict a
+/// rule gives (`kind = "bot"` in `agents/agents.toml` and `agent.rules`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentKind {
     Human,

@@ -129,6 +129,134 @@ async fn every_fixture_row_classifies_as_expected() {
     );
 }
 
+/// The held-out evaluation set, `tests/fixtures/agents-eval/agents-eval.tsv`
+/// (third-party parsers' labelled test data: device-detector, isbot,
+/// uap-core; built by `scripts/agents_eval.py`, none of it in `agents.tsv`
+/// or in a rule). Each string is classified as the server does it (the UA
+/// cache, then the classifier) on a request with no other machine signal:
+/// GET from a documentation address an hour after sending, opens and clicks
+/// alternating. Prints precision and recall per label and source.
+///
+/// The issue-22 targets (at most 0.3% of people read as machines, at least
+/// 98.5% of machines caught) are NOT met yet (2.96% and 97.91% when this
+/// was written): this test guards the measured level against regressions,
+/// and `cargo test --test enrich -- --ignored` runs the targets, which
+/// fail until the work is done. `AGENTS_EVAL=path` measures another file
+/// of the same format (a larger sample, say).
+#[test]
+fn the_evaluation_set_reads_as_labelled() {
+    evaluate(0.0300, 0.9790);
+}
+
+/// The issue-22 targets on the evaluation set; fails today (see above).
+#[test]
+#[ignore = "issue 22's targets are not met yet; run with --ignored"]
+fn the_evaluation_set_meets_the_precision_targets() {
+    evaluate(0.003, 0.985);
+}
+
+fn evaluate(max_false_alarms: f64, min_recall: f64) {
+    use trackedge::config::Config;
+    use trackedge::enrich::agent::{Classifier, Facts};
+    use trackedge::enrich::ua::UaCache;
+    use trackedge::event::{AgentKind, EventType};
+
+    let path = std::env::var("AGENTS_EVAL").map_or_else(
+        |_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents-eval/agents-eval.tsv")
+        },
+        PathBuf::from,
+    );
+    let text = std::fs::read_to_string(&path).expect("the evaluation set");
+    let classifier = Classifier::new(&Config::from_toml("").unwrap().agent);
+    let cache = UaCache::new(0);
+    let get = Method::GET;
+    let ip = "192.0.2.10".parse().unwrap();
+    // [label][read as machine], overall and by source.
+    let mut all = [[0usize; 2]; 2];
+    let mut by_source: BTreeMap<&str, [[usize; 2]; 2]> = BTreeMap::new();
+    let mut misread = Vec::new();
+    for (i, l) in text.lines().filter(|l| !l.starts_with('#')).enumerate() {
+        let [source, label, ua] = l.splitn(3, '\t').collect::<Vec<_>>()[..] else {
+            panic!("{}: bad row {l:?}", path.display());
+        };
+        let info = cache.get(ua, &classifier);
+        let a = classifier.classify(&Facts {
+            route: if i % 2 == 0 {
+                EventType::Open
+            } else {
+                EventType::Click
+            },
+            method: &get,
+            ip,
+            asn: None,
+            ua: Some(&info.verdict),
+            sent_at: Some(1_000_000),
+            now_secs: 1_003_600,
+            burst: false,
+        });
+        let want = usize::from(label != "human");
+        let got = usize::from(a.kind != AgentKind::Human);
+        all[want][got] += 1;
+        by_source.entry(source).or_default()[want][got] += 1;
+        if want != got {
+            misread.push(format!(
+                "{label:<5} read as {:<5} {:?} [{source}] {ua}",
+                a.kind.as_str(),
+                a.name
+            ));
+        }
+    }
+    let pct = |n: usize, d: usize| 100.0 * n as f64 / d.max(1) as f64;
+    println!("{}", path.display());
+    println!("label   precision  recall  (user agents)");
+    for (k, label) in ["human", "machine"].iter().enumerate() {
+        let predicted = all[0][k] + all[1][k];
+        let actual = all[k][0] + all[k][1];
+        println!(
+            "{label:<7} {:>8.2}%  {:>6.2}%  ({actual})",
+            pct(all[k][k], predicted),
+            pct(all[k][k], actual)
+        );
+    }
+    println!("source                                people misread   machines caught");
+    for (s, c) in &by_source {
+        println!(
+            "{s:<37} {:>5} of {:<6} {:>5} of {}",
+            c[0][1],
+            c[0][0] + c[0][1],
+            c[1][1],
+            c[1][0] + c[1][1]
+        );
+    }
+    for m in &misread {
+        println!("{m}");
+    }
+    let people = all[0][0] + all[0][1];
+    let machines = all[1][0] + all[1][1];
+    let false_alarms = all[0][1] as f64 / people as f64;
+    let recall = all[1][1] as f64 / machines as f64;
+    println!(
+        "people read as machines: {} of {people} ({:.2}%); machines read as machines: {} of {machines} ({:.2}%)",
+        all[0][1],
+        100.0 * false_alarms,
+        all[1][1],
+        100.0 * recall
+    );
+    assert!(
+        people >= 1000 && machines >= 500,
+        "the evaluation set is too small"
+    );
+    assert!(
+        false_alarms <= max_false_alarms,
+        "people read as machines {false_alarms:.4} > {max_false_alarms}"
+    );
+    assert!(
+        recall >= min_recall,
+        "machine recall {recall:.4} < {min_recall}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn people_are_not_mistaken_for_bots() {
     let srv = TestServer::start(BEHIND_LB).await;

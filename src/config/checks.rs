@@ -175,9 +175,6 @@ impl Config {
         if !(2..=8).contains(&self.agent.burst_links) {
             return Err(invalid("agent.burst_links", "must be 2-8"));
         }
-        if let Err(e) = crate::enrich::agent::Rules::load(&self.agent) {
-            return Err(invalid(e.key, e.msg));
-        }
         for (i, r) in self.agent.ua_rules.iter().enumerate() {
             if r.pattern.trim().is_empty() {
                 return Err(invalid(

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Builds tests/fixtures/agents-eval/agents-eval.tsv: a labelled evaluation set
+of User-Agents from third-party parsers' own test data, for the agent
+precision test (tests/enrich.rs, `the_evaluation_set_reads_as_labelled`).
+
+Sources (each pinned by commit in SOURCES below; licences beside the TSV):
+
+  matomo-org/device-detector (LGPL-3.0; test data only, never compiled in):
+    Tests/Parser/Client/fixtures/{browser,mobile_app,pim}.yml   -> human
+    Tests/Parser/Client/fixtures/library.yml, Tests/fixtures/bots.yml -> bot
+    Tests/fixtures/<device type>*.yml: client type browser / mobile app /
+      pim -> human, library -> bot (one row in SAMPLE_EVERY, chosen by a
+      hash of the string so a refresh keeps the same rows)
+  omrilotan/isbot (Unlicense): fixtures/browsers.yml -> human,
+    fixtures/crawlers.yml -> bot
+  ua-parser/uap-core (Apache-2.0): test_resources/firefox_user_agent_strings
+    and opera_mini_user_agent_strings -> human
+
+Strings already in tests/fixtures/agents.tsv are left out (this set is
+held out from what the rules were written against), as are strings that two
+sources label differently. Feed readers and media players are left out:
+whether they fetch for a person is not a question the sources answer.
+
+  python3 scripts/agents_eval.py --device-detector DIR --isbot DIR --uap-core DIR [--repo .]
+
+Each DIR is a git checkout (or a plain tree) of the repository at the pinned
+commit; refresh-agents.sh runs this when EVAL_SOURCES_DIR names a folder holding them.
+"""
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+
+import yaml
+
+SOURCES = {
+    "device-detector": ("https://github.com/matomo-org/device-detector",
+                        "3856a28692d45317d3f15f6f81ca31a06067182a", "LGPL-3.0"),
+    "isbot": ("https://github.com/omrilotan/isbot",
+              "344052da664bde49579e21f1e62349280791efb3", "Unlicense"),
+    "uap-core": ("https://github.com/ua-parser/uap-core",
+                 "e3c5e634bee0b14f1a129c991483910739ad9f6c", "Apache-2.0"),
+}
+SAMPLE_EVERY = int(os.environ.get("AGENTS_EVAL_SAMPLE_EVERY", "10"))
+HUMAN_CLIENTS = {"browser", "mobile app", "pim"}
+MACHINE_CLIENTS = {"library"}
+
+
+def load_yaml(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def sampled(ua):
+    return int(hashlib.sha256(ua.encode()).hexdigest()[:8], 16) % SAMPLE_EVERY == 0
+
+
+def device_detector(root):
+    client_dir = os.path.join(root, "Tests/Parser/Client/fixtures")
+    for name, label in [("browser", "human"), ("mobile_app", "human"), ("pim", "human"),
+                        ("library", "bot")]:
+        for row in load_yaml(os.path.join(client_dir, name + ".yml")) or []:
+            yield f"device-detector:client/{name}", label, row["user_agent"]
+    fixtures = os.path.join(root, "Tests/fixtures")
+    for row in load_yaml(os.path.join(fixtures, "bots.yml")) or []:
+        yield "device-detector:bots", "bot", row["user_agent"]
+    for fn in sorted(os.listdir(fixtures)):
+        if not fn.endswith(".yml") or fn == "bots.yml" or fn.startswith("clienthints"):
+            continue
+        for row in load_yaml(os.path.join(fixtures, fn)) or []:
+            client = row.get("client") or {}
+            kind = client.get("type") if isinstance(client, dict) else None
+            ua = row.get("user_agent")
+            if not ua or not sampled(ua):
+                continue
+            if kind in HUMAN_CLIENTS:
+                yield f"device-detector:{fn[:-4].rstrip('-0123456789')}", "human", ua
+            elif kind in MACHINE_CLIENTS:
+                yield f"device-detector:{fn[:-4].rstrip('-0123456789')}", "bot", ua
+
+
+def isbot(root):
+    for fn, label in [("browsers.yml", "human"), ("crawlers.yml", "bot")]:
+        for _name, uas in (load_yaml(os.path.join(root, "fixtures", fn)) or {}).items():
+            for ua in uas or []:
+                yield f"isbot:{fn[:-4]}", label, str(ua)
+
+
+def uap_core(root):
+    for fn in ["firefox_user_agent_strings.yaml", "opera_mini_user_agent_strings.yaml"]:
+        for row in load_yaml(os.path.join(root, "test_resources", fn))["test_cases"]:
+            yield f"uap-core:{fn.split('_user')[0]}", "human", row["user_agent_string"]
+
+
+def clean(ua):
+    ua = str(ua).strip()
+    return None if not ua or "\t" in ua or "\n" in ua or "\r" in ua else ua
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device-detector", required=True)
+    ap.add_argument("--isbot", required=True)
+    ap.add_argument("--uap-core", required=True)
+    ap.add_argument("--repo", default=".")
+    a = ap.parse_args()
+    known = set()
+    with open(os.path.join(a.repo, "tests/fixtures/agents.tsv"), encoding="utf-8") as f:
+        for line in f:
+            cols = line.rstrip("\n").split("\t")
+            if not line.startswith("#") and len(cols) > 4:
+                known.add(cols[4])
+    rows, labels = {}, {}
+    for src in [device_detector(a.device_detector), isbot(a.isbot), uap_core(a.uap_core)]:
+        for source, label, ua in src:
+            ua = clean(ua)
+            if ua is None or ua in known:
+                continue
+            labels.setdefault(ua, set()).add(label)
+            rows.setdefault(ua, (source, label))
+    out_dir = os.environ.get("AGENTS_EVAL_OUT") or os.path.join(a.repo, "tests/fixtures/agents-eval")
+    os.makedirs(out_dir, exist_ok=True)
+    kept = [(s, l, ua) for ua, (s, l) in rows.items() if len(labels[ua]) == 1]
+    kept.sort(key=lambda r: (r[0], r[2]))
+    with open(os.path.join(out_dir, "agents-eval.tsv"), "w", encoding="utf-8") as f:
+        f.write("# Held-out evaluation set for the agent rules; generated by scripts/agents_eval.py,\n")
+        f.write("# do not edit. Columns: source<TAB>label (human | bot)<TAB>user_agent.\n")
+        for name, (url, commit, lic) in SOURCES.items():
+            f.write(f"# {name}: {url} at {commit} ({lic}, LICENSE-{name})\n")
+        for s, l, ua in kept:
+            f.write(f"{s}\t{l}\t{ua}\n")
+    for name, root in [("device-detector", a.device_detector), ("isbot", a.isbot),
+                       ("uap-core", a.uap_core)]:
+        shutil.copyfile(os.path.join(root, "LICENSE"), os.path.join(out_dir, f"LICENSE-{name}"))
+    n = {l: sum(1 for r in kept if r[1] == l) for l in ("human", "bot")}
+    print(f"agents_eval: {len(kept)} rows ({n['human']} human, {n['bot']} bot), "
+          f"{len(rows) - len(kept)} conflicting left out", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
