@@ -38,6 +38,7 @@ pub const KAFKA_QUEUE: &str = "trackedge_kafka_queue_messages";
 pub const KAFKA_BROKERS_UP: &str = "trackedge_kafka_brokers_up";
 pub const KAFKA_TX_ERRORS: &str = "trackedge_kafka_tx_errors";
 pub const ADMIN_AUTH_FAILURES: &str = "trackedge_admin_auth_failures_total";
+pub const CONNECTIONS_REFUSED: &str = "trackedge_connections_refused_total";
 pub const TLS_HANDSHAKES: &str = "trackedge_tls_handshakes_total";
 pub const TLS_CERT_EXPIRY: &str = "trackedge_tls_certificate_expiry_seconds";
 pub const ACME_ORDERS: &str = "trackedge_acme_orders_total";
@@ -70,6 +71,9 @@ pub fn install() -> PrometheusHandle {
                 gauge!(g).set(0.0);
             }
             metrics::counter!(ADMIN_AUTH_FAILURES).absolute(0);
+            for reason in ["per_address_limit", "max_connections"] {
+                metrics::counter!(CONNECTIONS_REFUSED, "reason" => reason).absolute(0);
+            }
             for result in ["ok", "error"] {
                 metrics::counter!(CONFIG_RELOADS, "result" => result).absolute(0);
             }
@@ -155,6 +159,10 @@ fn describe() {
     describe_gauge!(
         SINK_UP,
         "1 while events reach Kafka or the file, 0 while they are spooled or lost."
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections refused or held back, by reason (per_address_limit, max_connections)."
     );
     describe_counter!(
         ADMIN_AUTH_FAILURES,

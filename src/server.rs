@@ -40,9 +40,15 @@ use crate::watchdog::{self, Activity, Watched};
 /// a few, and the headroom keeps a pile of idle ones from starving the
 /// kubelet's probes (which would restart the pod).
 const ADMIN_MAX_CONNECTIONS: usize = 512;
+/// Admin connections one address may hold: a scraper or the kubelet needs
+/// a handful; one client must not take the probes' slots.
+const ADMIN_MAX_PER_ADDRESS: usize = 16;
 /// Scrapers and probes ask and go: an admin connection without a request
 /// for this long is closed.
 const ADMIN_IDLE: Duration = Duration::from_secs(5);
+/// Probes send their request at once: an admin connection silent this
+/// long after the accept is closed.
+const ADMIN_FIRST_BYTE: Duration = Duration::from_secs(1);
 /// Concurrent HTTP/2 streams per connection. A pixel page needs a few; a
 /// client holding many open (bodies that never come) only costs memory.
 const MAX_STREAMS: u32 = 32;
@@ -133,9 +139,10 @@ pub async fn run(
             admin,
             b,
             Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
+            Arc::new(PerAddress::new(ADMIN_MAX_PER_ADDRESS, vec![])),
             Timeouts {
                 idle: ADMIN_IDLE.min(app.server_config().idle_timeout),
-                ..Timeouts::of(app.server_config())
+                head: ADMIN_FIRST_BYTE.min(app.server_config().header_read_timeout),
             },
             stop_admin_rx,
             {
@@ -156,11 +163,17 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // One cap over all threads: server.max_connections is per process.
-    let limit = Arc::new(Semaphore::new(app.server_config().max_connections));
+    let s = app.server_config();
+    let limit = Arc::new(Semaphore::new(s.max_connections));
+    let per_address = Arc::new(PerAddress::new(
+        s.max_connections_per_address,
+        s.trusted_proxies.clone(),
+    ));
     let mut workers = Vec::with_capacity(public.len());
     let mut failed = None;
     for (i, listener) in public.into_iter().enumerate() {
-        match spawn_worker(i, listener, app.clone(), limit.clone(), stop_rx.clone()) {
+        let limits = (limit.clone(), per_address.clone());
+        match spawn_worker(i, listener, app.clone(), limits, stop_rx.clone()) {
             Ok(done) => workers.push(done),
             Err(e) => {
                 failed = Some(e.context(format!("cannot start serving thread {i}")));
@@ -203,7 +216,7 @@ fn spawn_worker(
     i: usize,
     listener: std::net::TcpListener,
     app: Arc<App>,
-    limit: Arc<Semaphore>,
+    (limit, per_address): (Arc<Semaphore>, Arc<PerAddress>),
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<oneshot::Receiver<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -228,6 +241,7 @@ fn spawn_worker(
                     listener,
                     builder(&app),
                     limit,
+                    per_address,
                     Timeouts::of(s),
                     stop,
                     handler,
@@ -270,6 +284,7 @@ async fn accept_loop<H, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     limit: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
     timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
     handler: H,
@@ -283,9 +298,15 @@ where
     loop {
         // Wait for a free slot before accepting: excess clients wait in the
         // kernel's backlog instead of costing us memory.
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => p.expect("semaphore never closes"),
-            _ = stop.changed() => break,
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                refused(Refused::MaxConnections);
+                tokio::select! {
+                    p = limit.clone().acquire_owned() => p.expect("semaphore never closes"),
+                    _ = stop.changed() => break,
+                }
+            }
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -301,6 +322,13 @@ where
             _ = stop.changed() => break,
         };
         backoff = Duration::from_millis(5);
+        // One address over its share is closed at once: it keeps neither a
+        // slot nor any memory.
+        let Some(slot) = per_address.admit(peer.ip()) else {
+            refused(Refused::PerAddressLimit);
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
         let stream = Watched::new(stream, activity.clone());
@@ -322,9 +350,85 @@ where
                 // Idle or too slow: dropping the connection closes it.
                 _ = watchdog::watch(&activity, timeouts.idle, timeouts.head) => {}
             }
-            drop(permit);
+            drop((permit, slot));
         });
     }
     drop(listener);
     graceful
+}
+
+/// Why a connection was refused: the `reason` label of
+/// `trackedge_connections_refused_total`.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// Every `server.max_connections` slot was taken (the client waited
+    /// in the backlog).
+    MaxConnections,
+    /// Its address already held `server.max_connections_per_address`.
+    PerAddressLimit,
+}
+
+fn refused(why: Refused) {
+    let reason = match why {
+        Refused::MaxConnections => "max_connections",
+        Refused::PerAddressLimit => "per_address_limit",
+    };
+    metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// Connections held per client address, shared by every serving thread of
+/// a listener, so no single address takes more than its share of the
+/// slots. Touched once per connection, never per request.
+pub struct PerAddress {
+    max: usize,
+    /// Addresses that carry everyone's connections (the load balancer).
+    exempt: Vec<ipnet::IpNet>,
+    held: dashmap::DashMap<std::net::IpAddr, usize>,
+}
+
+/// One connection's place in [`PerAddress`]; given back when dropped.
+pub struct AddressSlot {
+    of: Option<(Arc<PerAddress>, std::net::IpAddr)>,
+}
+
+impl PerAddress {
+    pub fn new(max: usize, exempt: Vec<ipnet::IpNet>) -> PerAddress {
+        PerAddress {
+            max,
+            exempt,
+            held: dashmap::DashMap::new(),
+        }
+    }
+
+    /// A slot for a connection from `ip`, or None when it holds its share.
+    pub fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
+        let ip = ip.to_canonical();
+        if self.exempt.iter().any(|n| n.contains(&ip)) {
+            return Some(AddressSlot { of: None });
+        }
+        let mut n = self.held.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            of: Some((self.clone(), ip)),
+        })
+    }
+
+    /// Connections `ip` holds now.
+    pub fn held(&self, ip: std::net::IpAddr) -> usize {
+        self.held.get(&ip.to_canonical()).map_or(0, |n| *n)
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Some((gate, ip)) = self.of.take() {
+            gate.held.remove_if_mut(&ip, |_, n| {
+                *n -= 1;
+                *n == 0
+            });
+        }
+    }
 }

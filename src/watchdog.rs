@@ -7,8 +7,10 @@
 //! and one sleeping task per connection ([`watch`]) compares those notes
 //! with the limits, waking at the earliest moment one could be exceeded.
 //!
-//! - Idle: no request for `idle`, counted from the accept, so a client
-//!   that connects and never asks is closed too. Bytes alone do not count:
+//! - Idle: no request for `idle` between requests. A client that connects
+//!   and never asks is cut at `head`, not `idle`: a head counts as begun
+//!   at the accept, so a silent socket costs its sender a reconnect every
+//!   few seconds instead of holding a slot for a minute. Bytes alone do not count:
 //!   an HTTP/2 client that only pings (or holds streams whose bodies never
 //!   come, which the body deadline answers) would otherwise keep a
 //!   connection and its memory forever.
@@ -44,7 +46,8 @@ impl Activity {
         Activity {
             start: Instant::now(),
             last_request: AtomicU64::new(1),
-            head_since: AtomicU64::new(0),
+            // The first head is due from the accept on.
+            head_since: AtomicU64::new(1),
         }
     }
 

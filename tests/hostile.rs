@@ -187,3 +187,81 @@ async fn sighup_in_the_first_milliseconds_never_ends_the_process() {
         );
     }
 }
+
+/// A connection from `from` (a loopback address) to `to` that sends nothing.
+async fn silent(from: &str, to: std::net::SocketAddr) -> Option<tokio::net::TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4().ok()?;
+    s.bind(format!("{from}:0").parse().unwrap()).ok()?;
+    tokio::time::timeout(Duration::from_secs(2), s.connect(to))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// How long a GET of `path` from 127.0.0.1 takes, with its status.
+async fn timed_get(url: &str) -> (u16, Duration) {
+    let t = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(5), get(url)).await;
+    (r.map_or(0, |a| a.status.as_u16()), t.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_sockets_from_one_address_fill_neither_port() {
+    let srv = TestServer::start(
+        "[server]\nmax_connections = 64\nmax_connections_per_address = 8\n\
+         header_read_timeout = \"3s\"\n",
+    )
+    .await;
+    let pixel = srv.tracked(&mut claims(TokenType::Open, "c"));
+    // More silent sockets from one address than both listeners' slots.
+    let mut held = vec![];
+    for _ in 0..300 {
+        if let Some(s) = silent("127.0.0.2", srv.public).await {
+            held.push(s);
+        }
+        if let Some(s) = silent("127.0.0.2", srv.admin).await {
+            held.push(s);
+        }
+    }
+    assert!(
+        held.len() >= 300,
+        "the attacker's connects went through: {}",
+        held.len()
+    );
+    // Others are served at once, on both ports.
+    let (status, took) = timed_get(&pixel).await;
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_millis(100), "pixel took {took:?}");
+    let (status, took) = timed_get(&srv.admin_url("/livez")).await;
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_millis(100), "/livez took {took:?}");
+    let m = String::from_utf8_lossy(&get(&srv.admin_url("/metrics")).await.body).into_owned();
+    assert!(
+        metric(
+            &m,
+            "trackedge_connections_refused_total{reason=\"per_address_limit\"}"
+        ) > 200.0,
+        "{m}"
+    );
+    drop(held);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_connection_is_cut_at_the_head_deadline_not_the_idle_timeout() {
+    let srv =
+        TestServer::start("[server]\nheader_read_timeout = \"500ms\"\nidle_timeout = \"60s\"\n")
+            .await;
+    let mut s = silent("127.0.0.1", srv.public).await.unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(&mut s, &mut buf),
+    )
+    .await
+    .expect("closed well before the idle timeout");
+    assert_eq!(n.unwrap_or(0), 0, "closed without an answer");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    srv.stop().await;
+}

@@ -12,6 +12,12 @@ impl Config {
         if s.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
         }
+        if s.max_connections_per_address == 0 {
+            return Err(invalid(
+                "server.max_connections_per_address",
+                "must be at least 1",
+            ));
+        }
         if s.max_header_bytes < 8192 {
             return Err(invalid("server.max_header_bytes", "must be at least 8192"));
         }

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// Connections served at once, so a flood cannot exhaust memory or fds.
     pub max_connections: usize,
+    /// Connections one client address may hold at once, so one client
+    /// cannot take every slot; `trusted_proxies` are exempt.
+    pub max_connections_per_address: usize,
     /// Time allowed for a request head, against slowloris clients.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
