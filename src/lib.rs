@@ -52,6 +52,7 @@ pub mod routes;
 pub mod server;
 pub mod sink;
 pub mod stats;
+pub mod tls;
 pub mod token;
 pub mod watchdog;
 

@@ -33,6 +33,13 @@ pub const UA_CACHE_EVICTIONS: &str = "trackedge_ua_cache_evictions_total";
 pub const KAFKA_QUEUE: &str = "trackedge_kafka_queue_messages";
 pub const KAFKA_BROKERS_UP: &str = "trackedge_kafka_brokers_up";
 pub const KAFKA_TX_ERRORS: &str = "trackedge_kafka_tx_errors";
+/// TLS handshakes (`crate::tls`), by `result`: `ok`, `error`, `timeout`,
+/// `no_certificate`, `acme_challenge`.
+pub const TLS_HANDSHAKES: &str = "trackedge_tls_handshakes_total";
+/// When the soonest-expiring certificate served expires, as a Unix time.
+pub const TLS_CERT_EXPIRY: &str = "trackedge_tls_certificate_expiry_seconds";
+/// ACME orders, by `result`: `ok`, `error`, `rate_limited`.
+pub const ACME_ORDERS: &str = "trackedge_acme_orders_total";
 
 /// Latency buckets in seconds: most answers take tens of microseconds, so
 /// the resolution is below a millisecond, with a tail up to a second.
@@ -63,6 +70,7 @@ pub fn install() -> PrometheusHandle {
             }
             for result in ["ok", "error"] {
                 metrics::counter!(CONFIG_RELOADS, "result" => result).absolute(0);
+                metrics::counter!(ACME_ORDERS, "result" => result).absolute(0);
             }
             handle
         })
@@ -146,6 +154,16 @@ fn describe() {
         CONFIG_RELOADS,
         "Configuration reloads (SIGHUP), by result (ok, error)."
     );
+    describe_counter!(
+        TLS_HANDSHAKES,
+        "TLS handshakes on server.tls_listen, by result."
+    );
+    describe_gauge!(
+        TLS_CERT_EXPIRY,
+        Unit::Seconds,
+        "Unix time at which the soonest-expiring certificate served expires."
+    );
+    describe_counter!(ACME_ORDERS, "ACME certificate orders, by result.");
 }
 
 /// Every value of the `status` label.
