@@ -247,6 +247,11 @@ fn check_config(cfg: &Config) -> Result<(), Failure> {
     if cfg.uses_dev_key() {
         eprintln!("warning: signing.keys is empty; the public development key is in use");
     }
+    let certs = crate::tls::check(cfg.server.tls_listen, &cfg.tls)
+        .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
+    for line in certs {
+        eprintln!("certificate {line}");
+    }
     print!("{}", cfg.to_redacted_toml());
     Ok(())
 }
@@ -300,6 +305,25 @@ fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
             .map_err(|e| Failure::Runtime(format!("cannot catch SIGHUP: {e}")))?;
         crate::metrics::install();
         warn_about(&cfg);
+        // TLS before the sink: a bad certificate stops start-up with nothing to flush.
+        let tls_public = match cfg.server.tls_listen.0 {
+            Some(addr) => {
+                let l = crate::server::bind_public(addr, crate::server::worker_count(&cfg.server))
+                    .map_err(|e| Failure::Runtime(format!("server.tls_listen {addr}: {e}")))?;
+                tracing::info!(listener = "tls", addr = %addr, threads = l.len(), "listener bound");
+                l
+            }
+            None => Vec::new(),
+        };
+        let tls = if tls_public.is_empty() {
+            None
+        } else {
+            crate::tls::check(cfg.server.tls_listen, &cfg.tls)
+                .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
+            let t = crate::tls::Tls::start(&cfg.tls, tokio::runtime::Handle::current())
+                .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
+            Some(t)
+        };
         let sink = crate::sink::from_config(&cfg).map_err(|e| Failure::Runtime(format!("{e:#}")))?;
         let public = crate::server::bind_public(cfg.server.listen, crate::server::worker_count(&cfg.server))
             .map_err(|e| Failure::Runtime(format!("server.listen {}: {e}", cfg.server.listen)))?;
@@ -320,8 +344,11 @@ fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
                 return Err(Failure::Usage(format!("bad configuration: {e}")));
             }
         };
+        if let Some(t) = tls {
+            app.set_tls(t);
+        }
         crate::reload::spawn(app.clone(), config_path, hangups);
-        crate::server::run(app, public, admin, shutdown_signal())
+        crate::server::run_with_tls(app, public, tls_public, admin, shutdown_signal())
             .await
             .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
         tracing::info!("stopped");

@@ -115,6 +115,23 @@ pub async fn run(
     admin: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_with_tls(app, public, Vec::new(), admin, shutdown).await
+}
+
+/// As [`run`], with `tls` (`server.tls_listen`, bound like `public`, one
+/// per serving thread) served over TLS by [`App::tls`] on the same threads,
+/// with the same routes, limits and drain.
+pub async fn run_with_tls(
+    app: Arc<App>,
+    public: Vec<std::net::TcpListener>,
+    tls: Vec<std::net::TcpListener>,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    if !tls.is_empty() && app.tls().is_none() {
+        anyhow::bail!("a TLS listener was given, but no TLS state (App::set_tls)");
+    }
+    let mut tls = tls.into_iter();
     crate::dashboard::spawn_sampler();
     let (stop_admin_tx, stop_admin_rx) = watch::channel(false);
     let admin_task = {
@@ -142,7 +159,15 @@ pub async fn run(
     let mut workers = Vec::with_capacity(public.len());
     let mut failed = None;
     for (i, listener) in public.into_iter().enumerate() {
-        match spawn_worker(i, listener, app.clone(), limit.clone(), stop_rx.clone()) {
+        let tls = tls.next();
+        match spawn_worker(
+            i,
+            listener,
+            tls,
+            app.clone(),
+            limit.clone(),
+            stop_rx.clone(),
+        ) {
             Ok(done) => workers.push(done),
             Err(e) => {
                 failed = Some(e.context(format!("cannot start serving thread {i}")));
@@ -183,6 +208,7 @@ pub async fn run(
 fn spawn_worker(
     i: usize,
     listener: std::net::TcpListener,
+    tls: Option<std::net::TcpListener>,
     app: Arc<App>,
     limit: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
@@ -205,19 +231,45 @@ fn spawn_worker(
                         async move { app.handle(req, peer).await }
                     }
                 };
-                let graceful = accept_loop(
+                let plain = accept_loop(
                     listener,
                     builder(&app),
-                    limit,
+                    limit.clone(),
                     Timeouts::of(s),
-                    stop,
-                    handler,
-                )
-                .await;
-                if tokio::time::timeout(grace, graceful.shutdown())
-                    .await
-                    .is_err()
-                {
+                    stop.clone(),
+                    handler.clone(),
+                );
+                let (graceful, tls_graceful) = match (tls, app.tls()) {
+                    (Some(l), Some(state)) => {
+                        let l = TcpListener::from_std(l).expect("a runtime is running");
+                        let t = Timeouts::of(s);
+                        let limits = crate::tls::serve::Limits {
+                            idle: t.idle,
+                            head: t.head,
+                        };
+                        let secure = crate::tls::serve::accept_loop(
+                            l,
+                            state.acceptor().clone(),
+                            builder(&app),
+                            limit,
+                            limits,
+                            stop,
+                            handler,
+                        );
+                        let (a, b) = tokio::join!(plain, secure);
+                        (a, Some(b))
+                    }
+                    _ => (plain.await, None),
+                };
+                let drain = async {
+                    let tls_drain = async {
+                        if let Some(g) = tls_graceful {
+                            g.shutdown().await;
+                        }
+                    };
+                    tokio::join!(graceful.shutdown(), tls_drain);
+                };
+                if tokio::time::timeout(grace, drain).await.is_err() {
                     tracing::warn!(
                         grace_ms = grace.as_millis() as u64,
                         "grace period over with requests still in flight"

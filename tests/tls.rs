@@ -1,0 +1,295 @@
+//! HTTPS end to end (contract §9): certificates made by a test CA, a real
+//! server with `server.tls_listen`, real TLS clients (tokio-rustls, curl
+//! with HTTP/2 and HTTP/1.1 by ALPN).
+
+mod common;
+
+use std::path::Path;
+
+use common::tls::{certificates_toml, curl, handshake, have, TestCa, TlsServer};
+use common::{claims, get, metric};
+use trackedge::token::TokenType;
+
+const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// `a.test` exact, `*.w.test` wildcard; the first answers without SNI.
+fn two_certs(ca: &TestCa, dir: &Path) -> String {
+    let a = ca.write_leaf(dir, "a", &["a.test"]);
+    let w = ca.write_leaf(dir, "w", &["*.w.test", "w.test"]);
+    format!("[tls]\ncertificates = {}\n", certificates_toml(&[a, w]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_picked_by_sni_wildcards_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let srv = TlsServer::start(dir.path(), &two_certs(&ca, dir.path()))
+        .await
+        .unwrap();
+    let pem = ca.pem();
+
+    let h = handshake(srv.https, "a.test", Some(&pem), ALPN)
+        .await
+        .unwrap();
+    assert_eq!(h.names(), ["a.test"]);
+    assert_eq!(h.alpn.as_deref(), Some(&b"h2"[..]));
+    let h = handshake(srv.https, "x.w.test", Some(&pem), ALPN)
+        .await
+        .unwrap();
+    assert_eq!(h.names(), ["*.w.test", "w.test"]);
+    let h = handshake(srv.https, "w.test", Some(&pem), &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(h.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    // An IP address sends no SNI: the first certificate answers.
+    let h = handshake(srv.https, "127.0.0.1", None, ALPN).await.unwrap();
+    assert_eq!(h.names(), ["a.test"]);
+    // A wildcard covers one label only; unknown names get no certificate.
+    for name in ["a.b.w.test", "nope.test"] {
+        let e = handshake(srv.https, name, None, ALPN).await;
+        assert!(e.is_err(), "{name} got a certificate");
+    }
+    // The server counts a failed handshake after the client has its alert.
+    let mut text = String::new();
+    for _ in 0..50 {
+        let body = get(&format!("http://{}/metrics", srv.admin)).await.body;
+        text = String::from_utf8_lossy(&body).into_owned();
+        if metric(
+            &text,
+            "trackedge_tls_handshakes_total{result=\"no_certificate\"}",
+        ) >= 2.0
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(metric(&text, "trackedge_tls_handshakes_total{result=\"ok\"}") >= 4.0);
+    assert!(
+        metric(
+            &text,
+            "trackedge_tls_handshakes_total{result=\"no_certificate\"}"
+        ) >= 2.0
+    );
+    assert!(metric(&text, "trackedge_tls_certificate_expiry_seconds") > common::now() as f64);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pixels_clicks_and_beacons_over_https_with_http2_and_http11() {
+    if !have("curl", "curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let srv = TlsServer::start(dir.path(), &two_certs(&ca, dir.path()))
+        .await
+        .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let mut open = claims(TokenType::Open, "tls-campaign");
+    open.r = Some("r1".into());
+    let open_path = trackedge::router::token_url("", TokenType::Open, &srv.keys.sign(&mut open));
+    let mut click = claims(TokenType::Click, "tls-campaign");
+    click.u = Some("https://shop.example/sale".into());
+    let click_path = trackedge::router::token_url("", TokenType::Click, &srv.keys.sign(&mut click));
+
+    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        for host in ["a.test", "t.w.test"] {
+            let o = curl(srv.https, host, &open_path, &ca_file, &[flag]);
+            assert_eq!(
+                (o.status, o.http_version.as_str()),
+                (200, version),
+                "{host} {flag}"
+            );
+            assert_eq!(o.body.len(), 43);
+            assert!(o
+                .headers
+                .to_ascii_lowercase()
+                .contains("content-type: image/gif"));
+            let c = curl(srv.https, host, &click_path, &ca_file, &[flag]);
+            assert_eq!(c.status, 302, "{host} {flag}");
+            assert!(
+                c.headers.contains("https://shop.example/sale"),
+                "{}",
+                c.headers
+            );
+        }
+        let b = curl(srv.https, "a.test", "/p.gif?e=signup", &ca_file, &[flag]);
+        assert_eq!(b.status, 200);
+    }
+    // The plain listener still answers as before.
+    assert_eq!(
+        get(&format!("http://{}{open_path}", srv.public))
+            .await
+            .status,
+        200
+    );
+
+    let events = srv.stop().await;
+    let count = |t: &str| events.iter().filter(|e| e["type"] == t).count();
+    assert_eq!(count("open"), 5, "{events:?}");
+    assert_eq!(count("click"), 4);
+    assert_eq!(count("beacon"), 2);
+    let e = events.iter().find(|e| e["type"] == "open").unwrap();
+    assert_eq!(e["campaign"], "tls-campaign");
+    assert_eq!(e["recipient"], "r1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_serves_the_new_certificate_and_a_bad_one_keeps_the_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let srv = TlsServer::start(dir.path(), &two_certs(&ca, dir.path()))
+        .await
+        .unwrap();
+    let first = handshake(srv.https, "a.test", Some(&ca.pem()), ALPN)
+        .await
+        .unwrap()
+        .chain[0]
+        .clone();
+
+    // Replaced in place, then SIGHUP's reload: the next handshake sees it.
+    ca.write_leaf(dir.path(), "a", &["a.test", "also.test"]);
+    trackedge::reload::reload(&srv.app, Some(&srv.config_path)).unwrap();
+    let h = handshake(srv.https, "a.test", Some(&ca.pem()), ALPN)
+        .await
+        .unwrap();
+    assert_ne!(h.chain[0], first);
+    assert_eq!(h.names(), ["a.test", "also.test"]);
+    let second = h.chain[0].clone();
+
+    // A key that does not match: the reload fails, the running set stays.
+    let (_, other_key) = ca.leaf(&["a.test"]);
+    std::fs::write(dir.path().join("a.key"), other_key).unwrap();
+    let e = trackedge::reload::reload(&srv.app, Some(&srv.config_path)).unwrap_err();
+    assert!(e.contains("a.key") && e.contains("does not belong"), "{e}");
+    let h = handshake(srv.https, "a.test", Some(&ca.pem()), ALPN)
+        .await
+        .unwrap();
+    assert_eq!(h.chain[0], second);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn bad_certificate_files_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let d = dir.path();
+    let (cert, key) = ca.write_leaf(d, "a", &["a.test"]);
+    let start = |extra: String| {
+        let sub = tempfile::tempdir_in(d).unwrap();
+        async move { TlsServer::start(sub.path(), &extra).await.err() }
+    };
+
+    let missing = d.join("missing.key");
+    let e = start(format!(
+        "[tls]\ncertificates = {}",
+        certificates_toml(&[(cert.clone(), missing)])
+    ))
+    .await
+    .expect("a missing key file fails");
+    assert!(
+        e.contains("cannot read key file") && e.contains("missing.key"),
+        "{e}"
+    );
+
+    let (_, other) = ca.write_leaf(d, "b", &["a.test"]);
+    let e = start(format!(
+        "[tls]\ncertificates = {}",
+        certificates_toml(&[(cert.clone(), other)])
+    ))
+    .await
+    .expect("a mismatched key fails");
+    assert!(
+        e.contains("b.key does not belong to the certificate"),
+        "{e}"
+    );
+
+    let e = start(format!(
+        "[[tls.certificates]]\ncert_file = {cert:?}\nkey_file = {key:?}\nnames = [\"a.test\", \"b.test\"]"
+    ))
+    .await
+    .expect("a certificate without the names asked fails");
+    assert!(e.contains("does not cover [\"b.test\"]"), "{e}");
+
+    let e = start(String::new())
+        .await
+        .expect("TLS without certificates fails");
+    assert!(
+        e.contains("server.tls_listen") && e.contains("tls.certificates"),
+        "{e}"
+    );
+
+    let e = start(format!(
+        "[tls]\ncertificates = {}",
+        certificates_toml(&[(key.clone(), key.clone())])
+    ))
+    .await
+    .expect("a key as certificate fails");
+    assert!(e.contains("a.key") && e.contains("no CERTIFICATE"), "{e}");
+}
+
+/// HTTP-01 answers on the plain listener, TLS-ALPN-01 on the TLS one, and
+/// an ACME server that cannot be reached shows in /readyz and the metrics
+/// while the node serves its other certificates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn challenges_are_answered_and_an_unreachable_ca_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let port = common::tls::free_port();
+    let extra = format!(
+        "{}[tls.acme]\ndirectory_url = \"https://127.0.0.1:{port}/dir\"\ndomains = [\"listed.test\"]\n\
+         cache_dir = {:?}\n",
+        two_certs(&ca, dir.path()),
+        dir.path().join("acme")
+    );
+    let srv = TlsServer::start(dir.path(), &extra).await.unwrap();
+    let challenges = srv.tls().acme().unwrap().challenges().clone();
+
+    challenges.put_http01("tok-1", "tok-1.thumbprint");
+    let a = get(&format!(
+        "http://{}/.well-known/acme-challenge/tok-1",
+        srv.public
+    ))
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(&a.body[..], b"tok-1.thumbprint");
+    let a = get(&format!(
+        "http://{}/.well-known/acme-challenge/tok-2",
+        srv.public
+    ))
+    .await;
+    assert_eq!(a.status, 404);
+
+    challenges.put_tls_alpn01("listed.test", &[9; 32]).unwrap();
+    let h = handshake(srv.https, "listed.test", None, &[b"acme-tls/1"])
+        .await
+        .unwrap();
+    assert_eq!(h.alpn.as_deref(), Some(&b"acme-tls/1"[..]));
+    assert_eq!(h.names(), ["listed.test"]);
+    let (_, x) = x509_parser::parse_x509_certificate(&h.chain[0]).unwrap();
+    assert!(x
+        .extensions()
+        .iter()
+        .any(|e| e.critical && e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31"));
+    // No challenge pending for that name: nothing.
+    assert!(handshake(srv.https, "a.test", None, &[b"acme-tls/1"])
+        .await
+        .is_err());
+
+    let ready = common::tls::eventually(20, || srv.tls().note().is_some()).await;
+    assert!(ready, "the failing CA is noted");
+    let r = get(&format!("http://{}/readyz", srv.admin)).await;
+    assert_eq!(r.status, 200);
+    let body = String::from_utf8_lossy(&r.body);
+    assert!(
+        body.starts_with("ready, degraded: ") && body.contains("ACME"),
+        "{body}"
+    );
+    // Still serving the certificates it has.
+    handshake(srv.https, "a.test", Some(&ca.pem()), ALPN)
+        .await
+        .unwrap();
+    srv.stop().await;
+}
