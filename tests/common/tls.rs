@@ -115,6 +115,17 @@ impl TlsServer {
     /// Starts a server whose config file (in `dir`) is the test key, a
     /// file sink, and `extra` (TOML: `[tls]` and the like).
     pub async fn start(dir: &Path, extra: &str) -> Result<TlsServer, String> {
+        Self::start_on(dir, extra, 0, 0).await
+    }
+
+    /// As [`TlsServer::start`], with the plain and TLS listeners on the
+    /// loopback ports given (0: any).
+    pub async fn start_on(
+        dir: &Path,
+        extra: &str,
+        plain_port: u16,
+        tls_port: u16,
+    ) -> Result<TlsServer, String> {
         let events_path = dir.join("events.ndjson");
         let config_path = dir.join("trackedge.toml");
         std::fs::write(
@@ -139,8 +150,9 @@ impl TlsServer {
         app.set_tls(tls);
         let threads = trackedge::server::worker_count(app.server_config());
         let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let public = trackedge::server::bind_public(lo, threads).unwrap();
-        let https = trackedge::server::bind_public(lo, threads).unwrap();
+        let at = |port| SocketAddr::new(lo.ip(), port);
+        let public = trackedge::server::bind_public(at(plain_port), threads).unwrap();
+        let https = trackedge::server::bind_public(at(tls_port), threads).unwrap();
         let admin = TcpListener::bind(lo).await.unwrap();
         let addrs = (
             public[0].local_addr().unwrap(),
@@ -376,9 +388,21 @@ impl Pebble {
     /// Starts pebble with challenges always valid (no DNS points the test
     /// names at loopback). `None` (skipped) when pebble is not installed.
     pub async fn start(dir: &Path, ca: &TestCa) -> Option<Pebble> {
+        Self::start_with(dir, ca, None).await
+    }
+
+    /// With `validate` = (DNS server, HTTP-01 port, TLS-ALPN-01 port),
+    /// pebble validates challenges for real: it resolves names with that
+    /// DNS server and connects to those ports. Without, all are valid.
+    pub async fn start_with(
+        dir: &Path,
+        ca: &TestCa,
+        validate: Option<(SocketAddr, u16, u16)>,
+    ) -> Option<Pebble> {
         if !have("pebble", "pebble") {
             return None;
         }
+        let (http_port, tls_port) = validate.map_or((free_port(), free_port()), |v| (v.1, v.2));
         let (cert, key) = ca.leaf(&["127.0.0.1", "localhost"]);
         let (cp, kp, ca_file) = (
             dir.join("pebble.crt"),
@@ -396,17 +420,20 @@ impl Pebble {
                 "listenAddress": format!("127.0.0.1:{port}"),
                 "managementListenAddress": format!("127.0.0.1:{mgmt}"),
                 "certificate": cp, "privateKey": kp,
-                "httpPort": free_port(), "tlsPort": free_port(),
+                "httpPort": http_port, "tlsPort": tls_port,
                 "ocspResponderURL": "", "externalAccountBindingRequired": false
             }})
             .to_string(),
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("pebble.log")).unwrap();
-        let child = Command::new("pebble")
-            .arg("-config")
-            .arg(&config)
-            .env("PEBBLE_VA_ALWAYS_VALID", "1")
+        let mut cmd = Command::new("pebble");
+        cmd.arg("-config").arg(&config);
+        match validate {
+            Some((dns, _, _)) => cmd.arg("-dnsserver").arg(dns.to_string()),
+            None => cmd.env("PEBBLE_VA_ALWAYS_VALID", "1"),
+        };
+        let child = cmd
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
             .stdout(log.try_clone().unwrap())
@@ -487,4 +514,59 @@ pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     f()
+}
+
+/// pebble-challtestsrv as a DNS server only: every name resolves to
+/// 127.0.0.1 (no AAAA), so pebble validates challenges against loopback.
+pub struct FakeDns {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl FakeDns {
+    pub async fn start(dir: &Path) -> Option<FakeDns> {
+        if !have("pebble-challtestsrv", "pebble") {
+            return None;
+        }
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let log = std::fs::File::create(dir.join("challtestsrv.log")).unwrap();
+        let child = Command::new("pebble-challtestsrv")
+            .args([
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-defaultIPv6",
+                "",
+            ])
+            .arg("-dns01")
+            .arg(addr.to_string())
+            .arg("-management")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("pebble-challtestsrv starts");
+        let dns = FakeDns { child, addr };
+        // It serves DNS over UDP and TCP; TCP tells when it is up.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pebble-challtestsrv did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(dns)
+    }
+}
+
+impl Drop for FakeDns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
