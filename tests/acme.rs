@@ -105,6 +105,23 @@ async fn listed_and_on_demand_names_get_certificates_that_a_restart_reuses() {
     assert_eq!(h.names(), ["third.od.example.com"]);
     assert_eq!(counts.orders_ok.load(Ordering::Relaxed), 1);
     assert_eq!(counts.accounts_created.load(Ordering::Relaxed), 0);
+
+    // A customer added by SIGHUP: the rule and the budget reload.
+    let added = "t.shop.example.org";
+    assert!(handshake(srv.https, added, None, ALPN).await.is_err());
+    let text = std::fs::read_to_string(&srv.config_path)
+        .unwrap()
+        .replace(
+            "on_demand = [\"*.od.example.com\"]",
+            &format!("on_demand = [\"*.od.example.com\", \"{added}\"]"),
+        )
+        .replace("max_new_per_hour = 1", "max_new_per_hour = 2");
+    std::fs::write(&srv.config_path, text).unwrap();
+    trackedge::reload::reload(&srv.app, Some(&srv.config_path)).unwrap();
+    let h = handshake(srv.https, added, Some(&root), ALPN)
+        .await
+        .unwrap();
+    assert_eq!(h.names(), [added]);
     srv.stop().await;
 }
 

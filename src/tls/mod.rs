@@ -158,15 +158,18 @@ impl Tls {
         self.acme.as_ref()
     }
 
-    /// Re-reads `cfg.certificates` and swaps them in; on any error the
-    /// running set stays. ACME settings need a restart (logged).
+    /// Re-reads `cfg.certificates` and swaps them in, and applies the
+    /// on-demand rule; on any error the running set stays. Other ACME
+    /// settings need a restart (logged).
     pub fn reload(&self, cfg: &TlsConfig) -> Result<(), TlsError> {
         cfg.check()?;
         let set = certs::CertSet::load(&cfg.certificates)?;
         self.certs.swap_files(set);
         if let Some(acme) = &self.acme {
-            if acme.config() != &cfg.acme {
-                tracing::warn!("tls.acme changed: restart to apply it");
+            if acme.reload(&cfg.acme) {
+                tracing::warn!(
+                    "tls.acme settings other than on_demand and max_new_per_hour changed: restart to apply them"
+                );
             }
         }
         Ok(())

@@ -47,7 +47,10 @@ const ORDER_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The ACME client and its state; one per process.
 pub struct Acme {
+    /// As started; `on_demand` and `max_new_per_hour` are read from
+    /// `rules` instead, which a reload replaces.
     cfg: AcmeConfig,
+    rules: arc_swap::ArcSwap<OnDemand>,
     certs: Arc<Certificates>,
     challenges: Arc<Challenges>,
     cache: Cache,
@@ -60,6 +63,27 @@ pub struct Acme {
     /// Wakes the renewal task (a new on-demand name to keep renewed).
     wake: Notify,
     counts: Counts,
+}
+
+/// The on-demand settings a reload may change.
+struct OnDemand {
+    patterns: Vec<String>,
+    max_new_per_hour: u32,
+}
+
+impl OnDemand {
+    fn of(cfg: &AcmeConfig) -> OnDemand {
+        OnDemand {
+            patterns: cfg.on_demand.clone(),
+            max_new_per_hour: cfg.max_new_per_hour,
+        }
+    }
+
+    fn allows(&self, name: &str) -> bool {
+        self.patterns
+            .iter()
+            .any(|p| crate::tls::certs::name_matches(p, name))
+    }
 }
 
 #[derive(Default)]
@@ -112,6 +136,7 @@ impl Acme {
             }
         }
         let acme = Arc::new(Acme {
+            rules: arc_swap::ArcSwap::from_pointee(OnDemand::of(&cfg)),
             cfg,
             certs,
             challenges: Arc::default(),
@@ -141,6 +166,17 @@ impl Acme {
 
     pub fn config(&self) -> &AcmeConfig {
         &self.cfg
+    }
+
+    /// Applies a reloaded `[tls.acme]`: `on_demand` and `max_new_per_hour`
+    /// take effect at once; returns whether anything else changed (which
+    /// needs a restart).
+    pub fn reload(&self, next: &AcmeConfig) -> bool {
+        self.rules.store(Arc::new(OnDemand::of(next)));
+        let mut same = next.clone();
+        same.on_demand = self.cfg.on_demand.clone();
+        same.max_new_per_hour = self.cfg.max_new_per_hour;
+        same != self.cfg
     }
 
     pub fn challenges(&self) -> &Arc<Challenges> {
@@ -173,7 +209,8 @@ impl Acme {
     /// patterns allow it, no order failed for it lately and the hourly
     /// budget has room. Returns whether a certificate for it is served.
     pub async fn on_demand(self: &Arc<Self>, name: &str) -> bool {
-        if !self.cfg.on_demand_allows(name) {
+        let rules = self.rules.load_full();
+        if !rules.allows(name) {
             return false;
         }
         let running = {
@@ -191,13 +228,13 @@ impl Acme {
                 {
                     st.recent_new.pop_front();
                 }
-                if st.recent_new.len() >= self.cfg.max_new_per_hour as usize {
+                if st.recent_new.len() >= rules.max_new_per_hour as usize {
                     drop(st);
                     self.counts.rate_limited.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!(ACME_ORDERS, "result" => "rate_limited").increment(1);
                     tracing::warn!(
                         name,
-                        max = self.cfg.max_new_per_hour,
+                        max = rules.max_new_per_hour,
                         "on-demand certificate refused: tls.acme.max_new_per_hour reached"
                     );
                     return false;
