@@ -310,7 +310,9 @@ fn serve(cfg: Config, config_path: Option<PathBuf>) -> Result<(), Failure> {
             Some(addr) => {
                 let l = crate::server::bind_public(addr, crate::server::worker_count(&cfg.server))
                     .map_err(|e| Failure::Runtime(format!("server.tls_listen {addr}: {e}")))?;
-                tracing::info!(listener = "tls", addr = %addr, threads = l.len(), "listener bound");
+                if let Ok(bound) = l[0].local_addr() {
+                    tracing::info!(listener = "tls", addr = %bound, threads = l.len(), "listener bound");
+                }
                 l
             }
             None => Vec::new(),

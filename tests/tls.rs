@@ -293,3 +293,115 @@ async fn challenges_are_answered_and_an_unreachable_ca_is_reported() {
         .unwrap();
     srv.stop().await;
 }
+
+/// The binary: `check-config` lists certificates (and refuses a bad one
+/// with exit 64), `serve` answers on server.tls_listen, SIGHUP swaps the
+/// certificate, SIGTERM drains and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_https_and_reloads_on_sighup() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let d = dir.path();
+    let pair = ca.write_leaf(d, "a", &["a.test"]);
+    let config = d.join("trackedge.toml");
+    let write_config = |certs: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+                 tls_listen = \"127.0.0.1:0\"\nworker_threads = 1\n\
+                 [signing]\nkeys = [{{ id = \"{}\", secret = \"{}\" }}]\n\
+                 [sink]\nkind = \"file\"\nfile_path = {:?}\n[tls]\ncertificates = {certs}\n",
+                common::KEY_ID,
+                common::SECRET,
+                d.join("events.ndjson")
+            ),
+        )
+        .unwrap()
+    };
+    write_config(&certificates_toml(std::slice::from_ref(&pair)));
+
+    let out = common::bare_command(d)
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("a.crt: names [\"a.test\"], expires "),
+        "check-config lists the certificate: {err}"
+    );
+
+    let (_, other_key) = ca.leaf(&["a.test"]);
+    let bad = d.join("other.key");
+    std::fs::write(&bad, other_key).unwrap();
+    write_config(&certificates_toml(&[(pair.0.clone(), bad.clone())]));
+    let out = common::bare_command(d)
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("other.key does not belong to the certificate"),
+        "{err}"
+    );
+    let out = common::bare_command(d)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "serve refuses it too");
+
+    write_config(&certificates_toml(std::slice::from_ref(&pair)));
+    let mut child = common::bare_command(d)
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut https = None;
+    while let Some(Ok(line)) = lines.next() {
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "listener bound" && v["listener"] == "tls" {
+            https = Some(v["addr"].as_str().unwrap().parse().unwrap());
+        }
+        if v["message"] == "ready" {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let https = https.expect("the TLS listener is logged");
+    let first = handshake(https, "a.test", Some(&ca.pem()), ALPN)
+        .await
+        .unwrap();
+
+    ca.write_leaf(d, "a", &["a.test", "b.test"]);
+    let pid = child.id().to_string();
+    let kill = |sig: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    kill("-HUP");
+    let mut swapped = false;
+    for _ in 0..100 {
+        let h = handshake(https, "b.test", Some(&ca.pem()), ALPN).await;
+        if let Ok(h) = h {
+            assert_ne!(h.chain[0], first.chain[0]);
+            swapped = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(swapped, "SIGHUP did not swap the certificate in");
+    kill("-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

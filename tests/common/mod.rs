@@ -338,7 +338,8 @@ pub fn bound_addrs(stderr: std::process::ChildStderr) -> (String, String) {
             let addr = v["addr"].as_str().unwrap().to_owned();
             match v["listener"].as_str() {
                 Some("public") => public = Some(addr),
-                _ => admin = Some(addr),
+                Some("admin") => admin = Some(addr),
+                _ => {}
             }
         }
     }
