@@ -34,6 +34,8 @@
 //!   ([`sink::writer`]), or Kafka with a disk spool ([`sink::kafka`]), both
 //!   fed through a bounded queue ([`sink::queue`]).
 //! - [`metrics`]: metric names, fixed label sets, the Prometheus recorder.
+//! - [`tls`]: HTTPS on `server.tls_listen`: certificates by SNI, the
+//!   handshake, ACME (`docs/https.md`).
 // One reviewed exception: memory-mapping the GeoIP databases (enrich::geo).
 #![deny(unsafe_code)]
 

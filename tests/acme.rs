@@ -136,8 +136,13 @@ async fn pebble_validates_both_challenges_against_the_listeners() {
         return;
     };
     let (plain_port, tls_port) = (free_port(), free_port());
-    let Some(pebble) =
-        Pebble::start_with(dir.path(), &ca, Some((dns.addr, plain_port, tls_port))).await
+    let Some(pebble) = Pebble::start_with(
+        dir.path(),
+        &ca,
+        Some((dns.addr, plain_port, tls_port)),
+        None,
+    )
+    .await
     else {
         return;
     };
@@ -185,4 +190,39 @@ async fn pebble_validates_both_challenges_against_the_listeners() {
         assert!(common::metric(&text, seen) >= 1.0, "{challenge}: no {seen}");
         srv.stop().await;
     }
+}
+
+/// A certificate is renewed once a third of its life is left: pebble
+/// issues 9-second certificates here, so the listed name is ordered again
+/// about 6 seconds after each issue, and handshakes get the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_renewed_when_a_third_of_their_life_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let Some(pebble) = Pebble::start_with(dir.path(), &ca, None, Some(9)).await else {
+        return;
+    };
+    let srv = TlsServer::start(dir.path(), &acme_toml(&pebble, &dir.path().join("acme")))
+        .await
+        .unwrap();
+    let certs = srv.tls().certificates().clone();
+    assert!(eventually(60, || certs.has("listed.example.com")).await);
+    let first = certs.acme_cert("listed.example.com").unwrap();
+    let life = first.not_after - first.not_before;
+    assert!(life <= 10, "pebble made a {life} s certificate");
+    let counts = &srv.tls().acme().unwrap().counts();
+    assert!(
+        eventually(30, || counts.orders_ok.load(Ordering::Relaxed) >= 2).await,
+        "not renewed"
+    );
+    let renewed = certs.acme_cert("listed.example.com").unwrap();
+    assert_ne!(renewed.key.cert[0], first.key.cert[0]);
+    let at = trackedge::tls::acme::renew_at(&first);
+    assert!(at < first.not_after && at >= first.not_after - life / 3 - 1);
+    let h = handshake(srv.https, "listed.example.com", None, ALPN)
+        .await
+        .unwrap();
+    assert_ne!(h.chain[0], first.key.cert[0]);
+    assert_eq!(counts.orders_failed.load(Ordering::Relaxed), 0);
+    srv.stop().await;
 }

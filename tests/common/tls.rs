@@ -388,16 +388,18 @@ impl Pebble {
     /// Starts pebble with challenges always valid (no DNS points the test
     /// names at loopback). `None` (skipped) when pebble is not installed.
     pub async fn start(dir: &Path, ca: &TestCa) -> Option<Pebble> {
-        Self::start_with(dir, ca, None).await
+        Self::start_with(dir, ca, None, None).await
     }
 
     /// With `validate` = (DNS server, HTTP-01 port, TLS-ALPN-01 port),
     /// pebble validates challenges for real: it resolves names with that
     /// DNS server and connects to those ports. Without, all are valid.
+    /// `validity`: the lifetime of the certificates it issues, in seconds.
     pub async fn start_with(
         dir: &Path,
         ca: &TestCa,
         validate: Option<(SocketAddr, u16, u16)>,
+        validity: Option<u64>,
     ) -> Option<Pebble> {
         if !have("pebble", "pebble") {
             return None;
@@ -414,18 +416,17 @@ impl Pebble {
         std::fs::write(&ca_file, ca.pem()).unwrap();
         let (port, mgmt) = (free_port(), free_port());
         let config = dir.join("pebble.json");
-        std::fs::write(
-            &config,
-            serde_json::json!({"pebble": {
+        let mut settings = serde_json::json!({"pebble": {
                 "listenAddress": format!("127.0.0.1:{port}"),
                 "managementListenAddress": format!("127.0.0.1:{mgmt}"),
                 "certificate": cp, "privateKey": kp,
                 "httpPort": http_port, "tlsPort": tls_port,
                 "ocspResponderURL": "", "externalAccountBindingRequired": false
-            }})
-            .to_string(),
-        )
-        .unwrap();
+        }});
+        if let Some(secs) = validity {
+            settings["pebble"]["certificateValidityPeriod"] = secs.into();
+        }
+        std::fs::write(&config, settings.to_string()).unwrap();
         let log = std::fs::File::create(dir.join("pebble.log")).unwrap();
         let mut cmd = Command::new("pebble");
         cmd.arg("-config").arg(&config);

@@ -291,9 +291,7 @@ impl Acme {
                     why: String::new(),
                 });
                 f.times += 1;
-                let wait = RETRY_FIRST
-                    .saturating_mul(1 << (f.times - 1).min(10))
-                    .min(RETRY_MAX);
+                let wait = retry_wait(f.times);
                 f.retry_at = Instant::now() + wait;
                 f.why = why.clone();
                 self.counts.orders_failed.fetch_add(1, Ordering::Relaxed);
@@ -393,8 +391,40 @@ impl Acme {
     }
 }
 
+/// How long to wait after the `times`-th failure in a row: 30 s, 1 min,
+/// 2 min, ... up to an hour.
+fn retry_wait(times: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1 << times.saturating_sub(1).min(10))
+        .min(RETRY_MAX)
+}
+
 /// When a certificate is due for renewal: a third of its life before it
 /// ends (Unix seconds).
 pub fn renew_at(c: &Loaded) -> i64 {
     c.not_after - (c.not_after - c.not_before) / 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_to_an_hour() {
+        let secs: Vec<u64> = (1..=9).map(|n| retry_wait(n).as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(retry_wait(u32::MAX), RETRY_MAX);
+    }
+
+    #[test]
+    fn on_demand_rules_match_one_label() {
+        let rules = OnDemand {
+            patterns: vec!["*.track.example".into(), "t.shop.example".into()],
+            max_new_per_hour: 1,
+        };
+        assert!(rules.allows("a.track.example"));
+        assert!(rules.allows("t.shop.example"));
+        assert!(!rules.allows("a.b.track.example"));
+        assert!(!rules.allows("shop.example"));
+    }
 }
