@@ -187,14 +187,20 @@ impl Acme {
         &self.counts
     }
 
-    /// Why certificates may be missing, for `/readyz`: the names whose
-    /// orders are failing, with the last error.
+    /// Why certificates may be missing, for `/readyz`: the CA out of
+    /// reach, or listed names whose orders are failing. An on-demand
+    /// name's failure is logged and counted but does not degrade the node:
+    /// a customer who moved their CNAME away must not page anyone.
     pub fn note(&self) -> Option<String> {
         let st = self.lock();
         if let Some(why) = &st.account_error {
             return Some(format!("ACME: {why}"));
         }
-        let mut failing: Vec<_> = st.failing.iter().collect();
+        let mut failing: Vec<_> = st
+            .failing
+            .iter()
+            .filter(|(name, _)| self.cfg.domains.contains(name))
+            .collect();
         failing.sort_by(|a, b| a.0.cmp(b.0));
         let (name, f) = failing.first()?;
         Some(format!(
@@ -349,11 +355,19 @@ impl Acme {
         let now = Instant::now();
         let wall = crate::now_ms() / 1000;
         let mut names: Vec<String> = self.cfg.domains.clone();
+        // On-demand names are renewed while the rule still allows them:
+        // dropping a customer's name from the rule stops its renewals.
+        let rules = self.rules.load_full();
         for c in self.certs.acme_names() {
-            if !names.contains(&c) {
+            if !names.contains(&c) && rules.allows(&c) {
                 names.push(c);
             }
         }
+        // Forget failures long past (names nobody asks for any more), so
+        // the map stays as small as the names in use.
+        self.lock()
+            .failing
+            .retain(|n, f| names.contains(n) || f.retry_at + RETRY_MAX > now);
         // With only on-demand names, learn early (for /readyz) whether the
         // CA can be reached; otherwise the first order tells.
         if names.is_empty() && self.account().await.is_err() {
