@@ -405,3 +405,79 @@ async fn the_binary_serves_https_and_reloads_on_sighup() {
     kill("-TERM");
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// A real browser over HTTPS: headless chromium, trusting the test CA
+/// (by its key, `--ignore-certificate-errors-spki-list`, so no NSS
+/// database is needed; the served chains end in the CA), resolving the test names to loopback, loads a pixel and
+/// follows a tracked link; both are recorded as over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_loads_a_pixel_and_follows_a_link_over_https() {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    if !have("chromium", "chromium") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let certs = two_certs(&ca, dir.path());
+    // Chains that end in the CA: chromium matches the key list against
+    // the chain the server sends.
+    for f in ["a.crt", "w.crt"] {
+        let p = dir.path().join(f);
+        let chain = std::fs::read_to_string(&p).unwrap() + &ca.pem();
+        std::fs::write(p, chain).unwrap();
+    }
+    let srv = TlsServer::start(dir.path(), &certs).await.unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let ca_der = rustls::pki_types::CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap();
+    let (_, parsed) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+    let spki = base64::engine::general_purpose::STANDARD
+        .encode(Sha256::digest(parsed.tbs_certificate.subject_pki.raw));
+
+    let mut open = claims(TokenType::Open, "browser-tls");
+    let mut click = claims(TokenType::Click, "browser-tls");
+    click.u = Some("https://shop.example/landing".into());
+    let base = format!("https://t.w.test:{}", srv.https.port());
+    let urls = [
+        trackedge::router::token_url(&base, TokenType::Open, &srv.keys.sign(&mut open)),
+        trackedge::router::token_url(&base, TokenType::Click, &srv.keys.sign(&mut click)),
+    ];
+    for url in urls {
+        let profile = dir.path().join("profile");
+        let flags = [
+            "--headless".to_owned(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-dev-shm-usage".into(),
+            format!("--user-data-dir={}", profile.display()),
+            "--host-resolver-rules=MAP *.w.test 127.0.0.1".into(),
+            format!("--ignore-certificate-errors-spki-list={spki}"),
+            "--dump-dom".into(),
+            url,
+        ];
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("chromium")
+                .args(&flags)
+                .stderr(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success());
+    }
+    let events = srv.stop().await;
+    let by_type = |t: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == t && e["campaign"] == "browser-tls")
+            .unwrap_or_else(|| panic!("no {t} from chromium: {events:?}"))
+    };
+    for t in ["open", "click"] {
+        let ua = by_type(t)["ua"].to_string();
+        assert!(ua.contains("Chrom"), "{t}: {ua}");
+    }
+}
