@@ -118,6 +118,15 @@ async fn pixels_clicks_and_beacons_over_https_with_http2_and_http11() {
         let b = curl(srv.https, "a.test", "/p.gif?e=signup", &ca_file, &[flag]);
         assert_eq!(b.status, 200);
     }
+    // TLS 1.2 too (curl on OpenSSL, HTTP/2 by ALPN).
+    let o = curl(
+        srv.https,
+        "a.test",
+        "/robots.txt",
+        &ca_file,
+        &["--tls-max", "1.2", "--http2"],
+    );
+    assert_eq!((o.status, o.http_version.as_str()), (200, "2"));
     // The plain listener still answers as before.
     assert_eq!(
         get(&format!("http://{}{open_path}", srv.public))

@@ -197,9 +197,8 @@ pub fn redirect(location: HeaderValue) -> Response<Body> {
     r
 }
 
-/// A 405 naming the methods the route answers.
 /// The answer to an ACME HTTP-01 validation request (RFC 8555 §8.3): the
-/// key authorization, as plain text.
+/// key authorization is the whole body.
 pub fn acme_http01(key_authorization: String) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(key_authorization)));
     r.headers_mut().insert(
@@ -211,6 +210,7 @@ pub fn acme_http01(key_authorization: String) -> Response<Body> {
     r
 }
 
+/// A 405 naming the methods the route answers.
 pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;

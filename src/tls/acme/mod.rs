@@ -216,7 +216,9 @@ impl Acme {
     /// budget has room. Returns whether a certificate for it is served.
     pub async fn on_demand(self: &Arc<Self>, name: &str) -> bool {
         let rules = self.rules.load_full();
-        if !rules.allows(name) {
+        // The name comes from a stranger's ClientHello and becomes a file
+        // name in the cache: letters, digits, hyphens and dots only.
+        if !crate::tls::config::valid_name(name, false) || !rules.allows(name) {
             return false;
         }
         let running = {
@@ -440,5 +442,8 @@ mod tests {
         assert!(rules.allows("t.shop.example"));
         assert!(!rules.allows("a.b.track.example"));
         assert!(!rules.allows("shop.example"));
+        // What a pattern would let through, validation stops (on_demand).
+        assert!(rules.allows("a/b.track.example"));
+        assert!(!crate::tls::config::valid_name("a/b.track.example", false));
     }
 }
