@@ -199,7 +199,13 @@ pub fn handle<B>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body>
         }
         "/livez" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         "/readyz" | "/healthz" => {
-            match health::readiness(app.lifecycle().phase(), app.sink().as_ref()) {
+            let ready = health::readiness(app.lifecycle().phase(), app.sink().as_ref());
+            let tls_note = app.tls().and_then(|t| t.note());
+            let ready = ready.map(|note| match (note, tls_note) {
+                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                (a, b) => a.or(b),
+            });
+            match ready {
                 Ok(None) => text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
                 Ok(Some(why)) => text(
                     StatusCode::OK,

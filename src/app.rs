@@ -50,6 +50,9 @@ pub struct App {
     responses: Responses,
     /// The metric series every request touches.
     meters: Meters,
+    /// HTTPS state when `server.tls_listen` serves (set once at start-up):
+    /// the TLS listener's acceptor, HTTP-01 answers, reload, readiness.
+    tls: std::sync::OnceLock<Arc<crate::tls::Tls>>,
 }
 
 /// Kept handles of the per-request series (see [`Handles`]).
@@ -79,6 +82,7 @@ impl App {
             clock,
             responses: Responses::default(),
             meters: Meters::default(),
+            tls: std::sync::OnceLock::new(),
         })
     }
 
@@ -100,6 +104,16 @@ impl App {
     /// Swaps in new reloadable state; requests in flight finish on the old.
     pub fn swap_live(&self, live: Live) {
         self.live.store(Arc::new(live));
+    }
+
+    /// Hands the HTTPS state to the listeners, reload and readiness; only
+    /// the first call counts.
+    pub fn set_tls(&self, tls: Arc<crate::tls::Tls>) {
+        let _ = self.tls.set(tls);
+    }
+
+    pub fn tls(&self) -> Option<&Arc<crate::tls::Tls>> {
+        self.tls.get()
     }
 
     pub fn sink(&self) -> &Arc<dyn Sink> {
@@ -181,7 +195,13 @@ impl App {
             Route::OptOut => routes::pages::optout(&ctx),
             Route::OptIn => routes::pages::optin(&ctx),
             Route::Robots => routes::pages::robots(),
-            Route::NotFound => self.responses.not_found(),
+            // ACME HTTP-01 answers live under a path no route has; only
+            // a 404 pays for the lookup.
+            Route::NotFound => self
+                .tls
+                .get()
+                .and_then(|t| t.http01_answer(parts.uri.path()))
+                .map_or_else(|| self.responses.not_found(), routes::acme_http01),
         };
         (m.route, resp)
     }

@@ -256,6 +256,11 @@ fn check_config(cfg: &Config) -> Result<(), Failure> {
     if cfg.uses_dev_key() {
         eprintln!("warning: signing.keys is empty; the public development key is in use");
     }
+    let certs = crate::tls::check(cfg.server.tls_listen, &cfg.tls)
+        .map_err(|e| Failure::Usage(format!("bad configuration: {e}")))?;
+    for line in certs {
+        eprintln!("certificate {line}");
+    }
     print!("{}", cfg.to_redacted_toml());
     Ok(())
 }

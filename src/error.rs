@@ -21,6 +21,8 @@ pub enum Error {
     Rules(#[from] RulesError),
     #[error("bad configuration: {0}")]
     Geo(#[from] GeoError),
+    #[error("bad configuration: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// A listener address that cannot be bound (in use, not local).
     #[error("{key} {addr}: {source}")]
     Bind {
@@ -47,7 +49,7 @@ impl Error {
     /// The process exit code this error ends `trackedge` with.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Rules(_) | Error::Geo(_) => EXIT_USAGE,
+            Error::Config(_) | Error::Rules(_) | Error::Geo(_) | Error::Tls(_) => EXIT_USAGE,
             Error::Bind { .. } | Error::Sink(_) | Error::Os { .. } | Error::Serving(_) => {
                 EXIT_FAILURE
             }

@@ -15,8 +15,9 @@
 //!   [`serve`], the one way in that tests call too.
 //! - [`serve`]: start-up (pre-serve checks, sink, app, reloader) and the
 //!   [`serve::Running`] handle tests get; [`reload`]: `SIGHUP`.
-//! - [`server`]: listeners, serving threads, connection limits, graceful
-//!   shutdown; [`watchdog`]: each connection's idle and head deadlines.
+//! - [`server`]: listeners, serving threads, graceful shutdown;
+//!   [`limits`]: connections per client address; [`watchdog`]: each
+//!   connection's idle and head deadlines.
 //! - [`admin`]: `/metrics`, `/livez`, `/readyz`, `/stats`, and the page at `/`
 //!   ([`dashboard`]); [`health`]: the lifecycle phase and readiness.
 //! - [`app`]: the state requests share; routes a request and counts it.
@@ -37,6 +38,8 @@
 //! - [`config`]: the TOML/env configuration, its embedded defaults and
 //!   checks; [`metrics`]: metric names and label vocabularies;
 //!   [`error`]: start-up errors and their exit codes.
+//! - [`tls`]: HTTPS on `server.tls_listen`: certificates by SNI, the
+//!   handshake, ACME (`docs/https.md`).
 // One reviewed exception: memory-mapping the GeoIP databases (enrich::geo).
 #![deny(unsafe_code)]
 
@@ -49,6 +52,7 @@ pub mod enrich;
 pub mod error;
 pub mod event;
 pub mod health;
+pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod record;
@@ -59,6 +63,7 @@ pub mod serve;
 pub mod server;
 pub mod sink;
 pub mod stats;
+pub mod tls;
 pub mod token;
 pub mod watchdog;
 

@@ -39,8 +39,12 @@ pub const KAFKA_BROKERS_UP: &str = "trackedge_kafka_brokers_up";
 pub const KAFKA_TX_ERRORS: &str = "trackedge_kafka_tx_errors";
 pub const ADMIN_AUTH_FAILURES: &str = "trackedge_admin_auth_failures_total";
 pub const CONNECTIONS_REFUSED: &str = "trackedge_connections_refused_total";
+/// TLS handshakes (`crate::tls`), by `result`: `ok`, `error`, `timeout`,
+/// `no_certificate`, `acme_challenge`.
 pub const TLS_HANDSHAKES: &str = "trackedge_tls_handshakes_total";
+/// When the soonest-expiring certificate served expires, as a Unix time.
 pub const TLS_CERT_EXPIRY: &str = "trackedge_tls_certificate_expiry_seconds";
+/// ACME orders, by `result`: `ok`, `error`, `rate_limited`.
 pub const ACME_ORDERS: &str = "trackedge_acme_orders_total";
 
 /// Latency buckets in seconds: most answers take tens of microseconds, so
@@ -76,6 +80,7 @@ pub fn install() -> PrometheusHandle {
             }
             for result in ["ok", "error"] {
                 metrics::counter!(CONFIG_RELOADS, "result" => result).absolute(0);
+                metrics::counter!(ACME_ORDERS, "result" => result).absolute(0);
             }
             handle
         })
@@ -172,6 +177,16 @@ fn describe() {
         CONFIG_RELOADS,
         "Configuration reloads (SIGHUP), by result (ok, error)."
     );
+    describe_counter!(
+        TLS_HANDSHAKES,
+        "TLS handshakes on server.tls_listen, by result."
+    );
+    describe_gauge!(
+        TLS_CERT_EXPIRY,
+        Unit::Seconds,
+        "Unix time at which the soonest-expiring certificate served expires."
+    );
+    describe_counter!(ACME_ORDERS, "ACME certificate orders, by result.");
 }
 
 /// The `status` label of `trackedge_http_requests_total`: the statuses the

@@ -61,7 +61,13 @@ fn try_reload(app: &App, path: Option<&Path>) -> Result<(), Error> {
     if next.uses_dev_key() {
         tracing::warn!("signing.keys is empty: the public development key signs");
     }
-    app.swap_live(Live::new(next, geo)?);
+    let tls = next.tls.clone();
+    let swapped = Live::new(next, geo)?;
+    // Certificates last: a bad file fails the reload with nothing swapped.
+    if let Some(t) = app.tls() {
+        t.reload(&tls)?;
+    }
+    app.swap_live(swapped);
     Ok(())
 }
 

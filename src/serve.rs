@@ -18,9 +18,11 @@ use crate::config::{Config, ServerConfig};
 use crate::error::Error;
 use crate::reload::Triggers;
 
-/// The public listener (one socket per serving thread) and the admin one.
+/// The public listener (one socket per serving thread), the TLS one when
+/// `server.tls_listen` is set (likewise), and the admin one.
 pub struct Listeners {
     public: Vec<std::net::TcpListener>,
+    tls: Vec<std::net::TcpListener>,
     admin: std::net::TcpListener,
 }
 
@@ -35,6 +37,15 @@ impl Listeners {
                 source,
             },
         )?;
+        let tls = match s.tls_listen.0 {
+            Some(addr) => crate::server::bind_public(addr, crate::server::worker_count(s))
+                .map_err(|source| Error::Bind {
+                    key: "server.tls_listen",
+                    addr,
+                    source,
+                })?,
+            None => Vec::new(),
+        };
         let admin = std::net::TcpListener::bind(s.admin_listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|source| Error::Bind {
@@ -42,7 +53,12 @@ impl Listeners {
                 addr: s.admin_listen,
                 source,
             })?;
-        Ok(Listeners { public, admin })
+        Ok(Listeners { public, tls, admin })
+    }
+
+    /// Where the TLS listener is bound, when there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.first().and_then(|l| l.local_addr().ok())
     }
 
     /// Where the public listener is bound (its port when port 0 was asked).
@@ -90,7 +106,7 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    serve_with(cfg, opts, listeners, None, shutdown).await
+    serve_with(cfg, opts, listeners, None, None, shutdown).await
 }
 
 async fn serve_with(
@@ -98,6 +114,7 @@ async fn serve_with(
     opts: Options,
     listeners: Listeners,
     requests: Option<mpsc::UnboundedReceiver<crate::reload::Request>>,
+    started: Option<oneshot::Sender<Arc<App>>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     // First: a SIGHUP during start-up (spool recovery can take a while) is
@@ -106,6 +123,17 @@ async fn serve_with(
     cfg.check_serve()?;
     crate::metrics::install();
     warn_about(&cfg);
+    // TLS before the sink: a bad certificate stops start-up with nothing
+    // to flush.
+    let tls = if listeners.tls.is_empty() {
+        None
+    } else {
+        crate::tls::check(cfg.server.tls_listen, &cfg.tls)?;
+        Some(crate::tls::Tls::start(
+            &cfg.tls,
+            tokio::runtime::Handle::current(),
+        )?)
+    };
     let sink = crate::sink::from_config(&cfg).map_err(Error::Sink)?;
     tracing::info!(
         listener = "public",
@@ -113,6 +141,9 @@ async fn serve_with(
         threads = listeners.public.len(),
         "listener bound"
     );
+    if let Some(addr) = listeners.tls_addr() {
+        tracing::info!(listener = "tls", addr = %addr, threads = listeners.tls.len(), "listener bound");
+    }
     tracing::info!(listener = "admin", addr = %listeners.admin_addr(), "listener bound");
     tracing::info!(sink = ?cfg.sink.kind, version = crate::VERSION, node = %crate::node_name(), "trackedge starting");
     let app = match App::with_clock(cfg, sink.clone(), opts.clock) {
@@ -124,12 +155,18 @@ async fn serve_with(
             return Err(e);
         }
     };
+    if let Some(t) = tls {
+        app.set_tls(t);
+    }
+    if let Some(tx) = started {
+        let _ = tx.send(app.clone());
+    }
     crate::reload::spawn(app.clone(), opts.config_path, triggers);
     let admin = tokio::net::TcpListener::from_std(listeners.admin).map_err(|source| Error::Os {
         what: "the admin listener",
         source,
     })?;
-    crate::server::run(app, listeners.public, admin, shutdown)
+    crate::server::run_with_tls(app, listeners.public, listeners.tls, admin, shutdown)
         .await
         .map_err(Error::Serving)?;
     tracing::info!("stopped");
@@ -142,7 +179,10 @@ pub struct Running {
     pub public: SocketAddr,
     /// The admin listener's address.
     pub admin: SocketAddr,
+    /// The TLS listener's address, when `server.tls_listen` is set.
+    pub tls: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
+    app: tokio::sync::Mutex<Started>,
     reloads: mpsc::UnboundedSender<crate::reload::Request>,
     task: tokio::task::JoinHandle<Result<(), Error>>,
 }
@@ -150,13 +190,16 @@ pub struct Running {
 /// Starts [`serve`] as a task of the current runtime: what tests call.
 pub fn spawn(cfg: Config, opts: Options, listeners: Listeners) -> Running {
     let (public, admin) = (listeners.public_addr(), listeners.admin_addr());
+    let tls = listeners.tls_addr();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+    let (app_tx, app_rx) = oneshot::channel();
     let task = tokio::spawn(serve_with(
         cfg,
         opts,
         listeners,
         Some(reload_rx),
+        Some(app_tx),
         async move {
             let _ = stop_rx.await;
         },
@@ -164,13 +207,38 @@ pub fn spawn(cfg: Config, opts: Options, listeners: Listeners) -> Running {
     Running {
         public,
         admin,
+        tls,
         stop: Some(stop_tx),
+        app: tokio::sync::Mutex::new(Started::Waiting(app_rx)),
         reloads: reload_tx,
         task,
     }
 }
 
+/// The app of a [`Running`] server, once start-up has built it.
+enum Started {
+    Waiting(oneshot::Receiver<Arc<App>>),
+    Ready(Arc<App>),
+    Failed,
+}
+
 impl Running {
+    /// The running app (for tests that look inside), once started; None
+    /// when start-up failed.
+    pub async fn app(&self) -> Option<Arc<App>> {
+        let mut s = self.app.lock().await;
+        if let Started::Waiting(rx) = &mut *s {
+            *s = match rx.await {
+                Ok(app) => Started::Ready(app),
+                Err(_) => Started::Failed,
+            };
+        }
+        match &*s {
+            Started::Ready(app) => Some(app.clone()),
+            _ => None,
+        }
+    }
+
     /// Reloads the configuration as `SIGHUP` does; whether it took.
     pub async fn reload(&self) -> bool {
         let (tx, rx) = oneshot::channel();

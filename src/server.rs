@@ -34,6 +34,7 @@ use crate::admin;
 use crate::app::App;
 use crate::config::ServerConfig;
 use crate::health::Phase;
+use crate::limits::{refused, PerAddress, Refused};
 use crate::watchdog::{self, Activity, Watched};
 
 /// Connections the admin listener serves at once: scrapers and probes need
@@ -121,6 +122,23 @@ pub async fn run(
     admin: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_with_tls(app, public, Vec::new(), admin, shutdown).await
+}
+
+/// As [`run`], with `tls` (`server.tls_listen`, bound like `public`, one
+/// per serving thread) served over TLS by [`App::tls`] on the same threads,
+/// with the same routes, limits and drain.
+pub async fn run_with_tls(
+    app: Arc<App>,
+    public: Vec<std::net::TcpListener>,
+    tls: Vec<std::net::TcpListener>,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    if !tls.is_empty() && app.tls().is_none() {
+        anyhow::bail!("a TLS listener was given, but no TLS state (App::set_tls)");
+    }
+    let mut tls = tls.into_iter();
     let sampler = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -172,8 +190,9 @@ pub async fn run(
     let mut workers = Vec::with_capacity(public.len());
     let mut failed = None;
     for (i, listener) in public.into_iter().enumerate() {
+        let tls = tls.next();
         let limits = (limit.clone(), per_address.clone());
-        match spawn_worker(i, listener, app.clone(), limits, stop_rx.clone()) {
+        match spawn_worker(i, listener, tls, app.clone(), limits, stop_rx.clone()) {
             Ok(done) => workers.push(done),
             Err(e) => {
                 failed = Some(e.context(format!("cannot start serving thread {i}")));
@@ -215,6 +234,7 @@ pub async fn run(
 fn spawn_worker(
     i: usize,
     listener: std::net::TcpListener,
+    tls: Option<std::net::TcpListener>,
     app: Arc<App>,
     (limit, per_address): (Arc<Semaphore>, Arc<PerAddress>),
     stop: watch::Receiver<bool>,
@@ -237,20 +257,46 @@ fn spawn_worker(
                         async move { app.handle(req, peer).await }
                     }
                 };
-                let graceful = accept_loop(
+                let plain = accept_loop(
                     listener,
                     builder(&app),
-                    limit,
-                    per_address,
+                    limit.clone(),
+                    per_address.clone(),
                     Timeouts::of(s),
-                    stop,
-                    handler,
-                )
-                .await;
-                if tokio::time::timeout(grace, graceful.shutdown())
-                    .await
-                    .is_err()
-                {
+                    stop.clone(),
+                    handler.clone(),
+                );
+                let (graceful, tls_graceful) = match (tls, app.tls()) {
+                    (Some(l), Some(state)) => {
+                        let l = TcpListener::from_std(l).expect("a runtime is running");
+                        let t = Timeouts::of(s);
+                        let limits = crate::tls::serve::Limits {
+                            idle: t.idle,
+                            head: t.head,
+                        };
+                        let secure = crate::tls::serve::accept_loop(
+                            l,
+                            state.acceptor().clone(),
+                            builder(&app),
+                            (limit, per_address),
+                            limits,
+                            stop,
+                            handler,
+                        );
+                        let (a, b) = tokio::join!(plain, secure);
+                        (a, Some(b))
+                    }
+                    _ => (plain.await, None),
+                };
+                let drain = async {
+                    let tls_drain = async {
+                        if let Some(g) = tls_graceful {
+                            g.shutdown().await;
+                        }
+                    };
+                    tokio::join!(graceful.shutdown(), tls_drain);
+                };
+                if tokio::time::timeout(grace, drain).await.is_err() {
                     tracing::warn!(
                         grace_ms = grace.as_millis() as u64,
                         "grace period over with requests still in flight"
@@ -355,80 +401,4 @@ where
     }
     drop(listener);
     graceful
-}
-
-/// Why a connection was refused: the `reason` label of
-/// `trackedge_connections_refused_total`.
-#[derive(Debug, Clone, Copy)]
-enum Refused {
-    /// Every `server.max_connections` slot was taken (the client waited
-    /// in the backlog).
-    MaxConnections,
-    /// Its address already held `server.max_connections_per_address`.
-    PerAddressLimit,
-}
-
-fn refused(why: Refused) {
-    let reason = match why {
-        Refused::MaxConnections => "max_connections",
-        Refused::PerAddressLimit => "per_address_limit",
-    };
-    metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "reason" => reason).increment(1);
-}
-
-/// Connections held per client address, shared by every serving thread of
-/// a listener, so no single address takes more than its share of the
-/// slots. Touched once per connection, never per request.
-pub struct PerAddress {
-    max: usize,
-    /// Addresses that carry everyone's connections (the load balancer).
-    exempt: Vec<ipnet::IpNet>,
-    held: dashmap::DashMap<std::net::IpAddr, usize>,
-}
-
-/// One connection's place in [`PerAddress`]; given back when dropped.
-pub struct AddressSlot {
-    of: Option<(Arc<PerAddress>, std::net::IpAddr)>,
-}
-
-impl PerAddress {
-    pub fn new(max: usize, exempt: Vec<ipnet::IpNet>) -> PerAddress {
-        PerAddress {
-            max,
-            exempt,
-            held: dashmap::DashMap::new(),
-        }
-    }
-
-    /// A slot for a connection from `ip`, or None when it holds its share.
-    pub fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
-        let ip = ip.to_canonical();
-        if self.exempt.iter().any(|n| n.contains(&ip)) {
-            return Some(AddressSlot { of: None });
-        }
-        let mut n = self.held.entry(ip).or_insert(0);
-        if *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot {
-            of: Some((self.clone(), ip)),
-        })
-    }
-
-    /// Connections `ip` holds now.
-    pub fn held(&self, ip: std::net::IpAddr) -> usize {
-        self.held.get(&ip.to_canonical()).map_or(0, |n| *n)
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        if let Some((gate, ip)) = self.of.take() {
-            gate.held.remove_if_mut(&ip, |_, n| {
-                *n -= 1;
-                *n == 0
-            });
-        }
-    }
 }

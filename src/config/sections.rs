@@ -25,6 +25,9 @@ pub struct Config {
     pub agent: AgentConfig,
     pub stats: StatsConfig,
     pub click: ClickConfig,
+    /// HTTPS: certificates and ACME (contract §9); see `crate::tls::config`.
+    #[serde(default)]
+    pub tls: crate::tls::config::TlsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -32,6 +35,9 @@ pub struct Config {
 pub struct ServerConfig {
     /// Public listener for pixels, redirects and unsubscribes.
     pub listen: SocketAddr,
+    /// Public TLS listener (same routes as `listen`); empty: no TLS.
+    #[serde(default)]
+    pub tls_listen: crate::tls::config::TlsListen,
     /// Admin listener for metrics and probes; private by default.
     pub admin_listen: SocketAddr,
     /// Base of the URLs that `trackedge sign` mints.

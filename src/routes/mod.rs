@@ -210,6 +210,19 @@ pub fn redirect(location: HeaderValue) -> Response<Body> {
     r
 }
 
+/// The answer to an ACME HTTP-01 validation request (RFC 8555 §8.3): the
+/// key authorization is the whole body.
+pub fn acme_http01(key_authorization: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(key_authorization)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// A 405 naming the methods the route answers.
 pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::new()));

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -340,7 +341,8 @@ pub fn bound_addrs(stderr: std::process::ChildStderr) -> (String, String) {
             let addr = v["addr"].as_str().unwrap().to_owned();
             match v["listener"].as_str() {
                 Some("public") => public = Some(addr),
-                _ => admin = Some(addr),
+                Some("admin") => admin = Some(addr),
+                _ => {}
             }
         }
     }

@@ -1,0 +1,113 @@
+//! The TLS listener's accept loop: the plain listener's, with a handshake
+//! before the connection is served.
+//!
+//! Kept apart from `crate::server`'s loop so the plain listener's hot path
+//! is not touched. The same builder (limits, HTTP/1.1 and HTTP/2), the
+//! same connection cap, the same watchdog and the same graceful drain
+//! apply. The handshake runs in the connection's own task, bounded by
+//! `tls.handshake_timeout` (and `tls.acme.on_demand_wait`), so a slow
+//! client never holds up the accept loop; the watchdog then watches the
+//! decrypted stream, so its head and idle limits mean what they mean on
+//! the plain listener.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use super::TlsAcceptor;
+use crate::watchdog::{self, Activity, Watched};
+
+/// The watchdog's limits (`server.idle_timeout_ms`, `server.header_read_timeout_ms`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub idle: Duration,
+    pub head: Duration,
+}
+
+/// Accepts on `listener` until `stop` turns true, while `limit` has
+/// permits; each connection is handshaken by `acceptor` and then served by
+/// `builder` with `handler`. Returns the watcher of connections still open
+/// (handshakes in progress included) so the caller can drain them.
+#[allow(clippy::too_many_arguments)]
+pub async fn accept_loop<H, F>(
+    listener: TcpListener,
+    acceptor: Arc<TlsAcceptor>,
+    builder: auto::Builder<TokioExecutor>,
+    (limit, per_address): (Arc<Semaphore>, Arc<crate::limits::PerAddress>),
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+    handler: H,
+) -> GracefulShutdown
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = hyper::Response<crate::routes::Body>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => p.expect("semaphore never closes"),
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        backoff = Duration::from_millis(5);
+        // The plain listener's share: one address cannot fill this port either.
+        let Some(slot) = per_address.admit(peer.ip()) else {
+            crate::limits::refused(crate::limits::Refused::PerAddressLimit);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (acceptor, builder, h) = (acceptor.clone(), builder.clone(), handler.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _held = (permit, slot);
+            let tls = match acceptor.accept(stream).await {
+                Ok(Some(tls)) => tls,
+                // A challenge answered, or a failed handshake (counted).
+                Ok(None) | Err(_) => return,
+            };
+            let activity = Arc::new(Activity::new());
+            let stream = Watched::new(tls, activity.clone());
+            let seen = activity.clone();
+            let svc = service_fn(move |req| {
+                seen.request();
+                let fut = h(req, peer);
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            let conn = watcher.watch(conn);
+            tokio::select! {
+                _ = conn => {}
+                _ = watchdog::watch(&activity, limits.idle, limits.head) => {}
+            }
+        });
+    }
+    drop(listener);
+    graceful
+}
