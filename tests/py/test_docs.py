@@ -69,7 +69,6 @@ PENDING_METRICS = {
 PENDING_KEYS = {
     ("server", "max_connections_per_address"),
     ("server", "tls_listen"),
-    ("pages", "list_name"),
     ("tls", "certificates"),
 }
 
