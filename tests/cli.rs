@@ -587,5 +587,8 @@ fn the_manual_has_the_sections_a_manual_has() {
         !out.contains("trackedge-sign(1)") && !out.contains("trackedge\\-sign(1)"),
         "{out}"
     );
-    assert!(out.contains("trackedge sign"), "the commands are described here: {out}");
+    assert!(
+        out.contains("trackedge sign"),
+        "the commands are described here: {out}"
+    );
 }

@@ -62,7 +62,6 @@ def test_contract_test_vectors_verify():
 # test below fails until the entry is taken off this list, so the list can
 # only shrink, and nothing promised is forgotten.
 PENDING_METRICS = {
-    "trackedge_admin_auth_failures_total",
     "trackedge_connections_refused_total",
     "trackedge_kafka_producer_resets_total",
 }
