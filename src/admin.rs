@@ -114,6 +114,20 @@ impl Throttle {
     }
 }
 
+/// A page for people, under the dashboard's CSP.
+fn html(status: StatusCode, page: String) -> Response<Body> {
+    let mut r = text(status, "text/html; charset=utf-8", page);
+    let csp = crate::routes::html::csp_for(crate::dashboard::STYLE);
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    r.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
 fn json(status: StatusCode, v: &impl serde::Serialize) -> Response<Body> {
     let body = serde_json::to_vec(v).unwrap_or_default();
     text(status, "application/json", body)
@@ -128,7 +142,7 @@ fn stats<B>(app: &App, req: &Request<B>, path: &str, peer: SocketAddr) -> Respon
             "a bearer token is required\n"
         };
         let mut r = text(StatusCode::UNAUTHORIZED, "text/plain; charset=utf-8", msg);
-        let challenge = if path == "/" {
+        let challenge = if path == "/" || path.starts_with("/campaigns/") {
             "Basic realm=\"trackedge\", charset=\"UTF-8\""
         } else {
             "Bearer realm=\"trackedge\""
@@ -140,20 +154,24 @@ fn stats<B>(app: &App, req: &Request<B>, path: &str, peer: SocketAddr) -> Respon
         return r;
     }
     if path == "/" {
-        let mut r = text(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            crate::dashboard::render(app.stats(), &app.recorder().rates().per_second(), 5),
-        );
-        let csp = crate::routes::html::csp_for(crate::dashboard::STYLE);
-        if let Ok(v) = HeaderValue::from_str(&csp) {
-            r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
-        }
-        r.headers_mut().insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        return r;
+        let page = crate::dashboard::render(app.stats(), &app.recorder().rates().per_second(), 5);
+        return html(StatusCode::OK, page);
+    }
+    if let Some(name) = path.strip_prefix("/campaigns/") {
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+        return match crate::dashboard::render_campaign(app.stats(), &name, crate::now_ms(), 5) {
+            Some(page) => html(StatusCode::OK, page),
+            None => html(
+                StatusCode::NOT_FOUND,
+                crate::routes::html::page_with(
+                    "Unknown campaign",
+                    "<h1>Unknown campaign</h1><p>This node has not counted that campaign \
+                     (yet, or any more).</p><p><a href=\"../\">All campaigns</a></p>",
+                    "",
+                    crate::dashboard::STYLE,
+                ),
+            ),
+        };
     }
     if path == "/stats" {
         return json(
@@ -219,7 +237,11 @@ pub fn handle<B>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body>
                 ),
             }
         }
-        p if p == "/" || p == "/stats" || p.starts_with("/stats/campaigns/") => {
+        p if p == "/"
+            || p == "/stats"
+            || p.starts_with("/stats/campaigns/")
+            || p.starts_with("/campaigns/") =>
+        {
             stats(app, &req, p, peer)
         }
         _ => text(

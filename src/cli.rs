@@ -19,21 +19,37 @@ use crate::token::{check_destination, Claims, Keyring, TokenType, MAX_ATTRS};
 
 pub use crate::error::{EXIT_FAILURE, EXIT_USAGE};
 
+mod manual;
+
+/// Where the configuration comes from, said once for `--help` and the manual.
+const CONFIG_HELP: &str = "Configuration: --config PATH names a TOML file; without it, \
+./config/trackedge.toml is read from the working directory when it exists, else the \
+built-in defaults apply. TRACKEDGE_<SECTION>__<KEY> environment variables override \
+either (e.g. TRACKEDGE_SERVER__LISTEN=127.0.0.1:8081). `trackedge check-config` shows \
+the result and where each value came from.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "trackedge",
     version,
-    about = "Tracking-pixel and click-redirect edge server"
+    about = "Tracking-pixel and click-redirect edge server",
+    after_help = CONFIG_HELP
 )]
 pub struct Cli {
-    /// Config file; built-in defaults when the default path is absent.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub config: Option<PathBuf>,
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
-    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The options of the subcommands that read the configuration.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Config file (TOML). Default: ./config/trackedge.toml in the working
+    /// directory when it exists, else the built-in defaults.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,8 +68,13 @@ pub enum SignKind {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve,
+    #[command(after_help = CONFIG_HELP)]
+    Serve {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Mint a signed URL on server.public_url.
+    #[command(after_help = CONFIG_HELP)]
     Sign {
         kind: SignKind,
         /// Campaign id (1-128 characters).
@@ -80,14 +101,24 @@ pub enum Command {
         /// Sender attribute copied to events, as key=value; repeatable.
         #[arg(long = "attr", value_name = "KEY=VALUE")]
         attrs: Vec<String>,
+        #[command(flatten)]
+        common: Common,
     },
     /// Decode a URL or token and tell whether it verifies.
+    #[command(after_help = CONFIG_HELP)]
     Verify {
         #[arg(value_name = "URL_OR_TOKEN")]
         input: String,
+        #[command(flatten)]
+        common: Common,
     },
-    /// Print the effective configuration, secrets redacted.
-    CheckConfig,
+    /// Print the effective configuration, secrets redacted, and where each
+    /// value came from.
+    #[command(after_help = CONFIG_HELP)]
+    CheckConfig {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print a fresh random signing secret.
     GenKey,
     /// Print a shell completion script, e.g. `trackedge completions bash >
@@ -113,10 +144,9 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.log_format);
     // These need no configuration: gen-key makes the secret a
     // configuration lacks, the others describe the command line.
-    match cli.command {
+    let common = match cli.command {
         Command::GenKey => return finish(gen_key()),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -126,19 +156,22 @@ pub fn main() -> ExitCode {
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
             return finish(
-                clap_mangen::Man::new(cmd)
-                    .render(&mut std::io::stdout())
+                manual::render(cmd, &mut std::io::stdout())
                     .map_err(|e| Failure::Runtime(format!("cannot write the manual: {e}"))),
             );
         }
-        _ => {}
-    }
-    let cfg = match Config::load(cli.config.as_deref()) {
+        Command::Serve { ref common }
+        | Command::Sign { ref common, .. }
+        | Command::Verify { ref common, .. }
+        | Command::CheckConfig { ref common } => common.clone(),
+    };
+    init_logging(common.log_format);
+    let (cfg, sources) = match Config::load_with_sources(common.config.as_deref()) {
         Ok(c) => c,
         Err(e) => return finish(Err(Error::from(e).into())),
     };
     let result = match cli.command {
-        Command::Serve => serve(cfg, cli.config),
+        Command::Serve { .. } => serve(cfg, common.config),
         Command::Sign {
             kind,
             campaign,
@@ -149,6 +182,7 @@ pub fn main() -> ExitCode {
             expires_in,
             sent_at,
             attrs,
+            ..
         } => {
             let req = SignRequest {
                 kind,
@@ -163,10 +197,11 @@ pub fn main() -> ExitCode {
             };
             sign(&cfg, req).map(|u| println!("{u}"))
         }
-        Command::Verify { input } => verify(&cfg, &input),
-        Command::CheckConfig => check_config(&cfg),
-        Command::GenKey => gen_key(),
-        Command::Completions { .. } | Command::Man => unreachable!("answered above"),
+        Command::Verify { input, .. } => verify(&cfg, &input),
+        Command::CheckConfig { .. } => check_config(&cfg, &sources),
+        Command::GenKey | Command::Completions { .. } | Command::Man => {
+            unreachable!("answered above")
+        }
     };
     finish(result)
 }
@@ -238,7 +273,7 @@ fn gen_key() -> Result<(), Failure> {
 /// Checks what `serve` would, short of binding: the configuration loaded
 /// (secret files read), the development key's listener, the GeoIP
 /// databases, the Kafka client settings. Prints the effective config.
-fn check_config(cfg: &Config) -> Result<(), Failure> {
+fn check_config(cfg: &Config, sources: &crate::config::Sources) -> Result<(), Failure> {
     cfg.check_serve().map_err(Error::from)?;
     crate::enrich::geo::GeoIp::open(&cfg.geoip).map_err(Error::from)?;
     // Validation does not compile the agent rules (that happens once per
@@ -261,7 +296,7 @@ fn check_config(cfg: &Config) -> Result<(), Failure> {
     for line in certs {
         eprintln!("certificate {line}");
     }
-    print!("{}", cfg.to_redacted_toml());
+    print!("{}", sources.annotate(&cfg.to_redacted_toml()));
     Ok(())
 }
 
@@ -329,6 +364,13 @@ pub fn sign(cfg: &Config, req: SignRequest) -> Result<String, Failure> {
     claims.r = req.recipient;
     claims.m = req.message;
     claims.l = req.link;
+    if matches!(req.kind, SignKind::Click) && req.url.is_none() {
+        return Err(Failure::Usage(
+            "sign click needs --url, the address the link leads to \
+             (e.g. --url https://shop.example.com/sale)"
+                .into(),
+        ));
+    }
     if let Some(u) = &req.url {
         check_destination(u).map_err(|why| Failure::Usage(format!("--url {u:?}: {why}")))?;
     }

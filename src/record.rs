@@ -49,9 +49,12 @@ impl Recorder {
         &self.rates
     }
 
-    /// Adds one sample of the totals to the history; called once a second.
+    /// Adds one sample of the totals to the history, and once a minute
+    /// copies each campaign's totals into its per-minute history; called
+    /// once a second, off the request path.
     pub fn sample(&self) {
         self.rates.sample(self.totals());
+        self.stats.sample(crate::now_ms());
     }
 
     pub fn sink(&self) -> &Arc<dyn Sink> {

@@ -12,8 +12,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use dashmap::DashMap;
 use metrics::counter;
@@ -23,61 +23,22 @@ use crate::config::StatsConfig;
 use crate::event::{AgentKind, EventType};
 use crate::metrics::{STATS_EVICTED, STATS_REFUSED};
 
+mod series;
+mod unique;
+
+use series::{minute_of, Series};
+pub use series::{Minute, MINUTES};
+pub use unique::Hll;
+use unique::Uniques;
+
 /// Register bits of a campaign's unique-recipient estimate: 2^13 one-byte
 /// registers (8 KiB), standard error 1.15%, and exact-ish linear counting
 /// up to ~20,000 recipients.
 const CAMPAIGN_P: u32 = 13;
-/// A link counts its distinct recipients exactly up to this many (their
-/// 64-bit hashes, 8 KiB at most)...
-const LINK_EXACT_MAX: usize = 1024;
-/// ...then with a HyperLogLog of 2^13 one-byte registers (8 KiB, standard
-/// error 1.15%; linear counting, within 1% at 2,000, up to ~20,000). Memory
-/// grows with the recipients a link really has: 8 KiB per link at most.
-const LINK_P: u32 = 13;
 /// Most distinct countries and agent names kept per campaign.
 const MAX_KEYS: usize = 300;
 /// Campaigns looked at to pick one to evict.
 const EVICTION_SAMPLE: usize = 16;
-
-/// A HyperLogLog distinct-count estimate with lock-free registers,
-/// allocated on first use.
-pub struct Hll {
-    p: u32,
-    registers: OnceLock<Box<[AtomicU8]>>,
-}
-
-impl Hll {
-    pub const fn new(p: u32) -> Hll {
-        Hll {
-            p,
-            registers: OnceLock::new(),
-        }
-    }
-
-    /// Adds an item by its 64-bit hash.
-    pub fn add(&self, hash: u64) {
-        let m = 1usize << self.p;
-        let regs = self
-            .registers
-            .get_or_init(|| (0..m).map(|_| AtomicU8::new(0)).collect());
-        let (idx, rank) = hll_slot(hash, self.p);
-        regs[idx].fetch_max(rank, Ordering::Relaxed);
-    }
-
-    /// The estimated number of distinct items.
-    pub fn estimate(&self) -> u64 {
-        let Some(regs) = self.registers.get() else {
-            return 0;
-        };
-        hll_estimate(regs.iter().map(|r| r.load(Ordering::Relaxed)))
-    }
-
-    /// Bytes of registers held.
-    #[cfg(test)]
-    fn bytes(&self) -> usize {
-        self.registers.get().map_or(0, |r| r.len())
-    }
-}
 
 /// Totals by agent kind.
 #[derive(Default)]
@@ -105,81 +66,28 @@ struct Link {
     unique: Uniques,
 }
 
-/// Distinct items: exact while few, a HyperLogLog beyond. Not shared
-/// between threads (a link's counts live under its campaign's lock).
-enum Uniques {
-    /// Sorted hashes.
-    Exact(Vec<u64>),
-    Dense(Box<[u8]>),
+/// Distinct recipients of people and of machines: one HyperLogLog each,
+/// the machines' allocated only when a machine brings a recipient.
+struct Recipients {
+    human: Hll,
+    machine: Hll,
 }
 
-impl Uniques {
-    fn new() -> Uniques {
-        Uniques::Exact(Vec::new())
-    }
-
-    fn add(&mut self, hash: u64) {
-        match self {
-            Uniques::Exact(v) => {
-                if let Err(i) = v.binary_search(&hash) {
-                    if v.len() < LINK_EXACT_MAX {
-                        v.insert(i, hash);
-                    } else {
-                        let mut regs = vec![0u8; 1 << LINK_P].into_boxed_slice();
-                        for h in v.iter().copied().chain([hash]) {
-                            hll_add(&mut regs, h);
-                        }
-                        *self = Uniques::Dense(regs);
-                    }
-                }
-            }
-            Uniques::Dense(regs) => hll_add(regs, hash),
-        }
-    }
-
-    fn estimate(&self) -> u64 {
-        match self {
-            Uniques::Exact(v) => v.len() as u64,
-            Uniques::Dense(regs) => hll_estimate(regs.iter().copied()),
+impl Default for Recipients {
+    fn default() -> Self {
+        Recipients {
+            human: Hll::new(CAMPAIGN_P),
+            machine: Hll::new(CAMPAIGN_P),
         }
     }
 }
 
-fn hll_add(regs: &mut [u8], hash: u64) {
-    let (idx, rank) = hll_slot(hash, regs.len().trailing_zeros());
-    regs[idx] = regs[idx].max(rank);
-}
-
-/// The register of `hash` among 2^p and its rank: the position of the
-/// first set bit in the remaining bits (1-based).
-fn hll_slot(hash: u64, p: u32) -> (usize, u8) {
-    let idx = (hash >> (64 - p)) as usize;
-    let rest = (hash << p) | (1 << (p - 1));
-    (idx, rest.leading_zeros() as u8 + 1)
-}
-
-/// The HyperLogLog estimate of registers, with linear counting for small
-/// cardinalities.
-fn hll_estimate(regs: impl ExactSizeIterator<Item = u8>) -> u64 {
-    let len = regs.len();
-    let m = len as f64;
-    let mut sum = 0.0;
-    let mut zeros = 0usize;
-    for v in regs {
-        sum += 2f64.powi(-(v as i32));
-        zeros += usize::from(v == 0);
-    }
-    let alpha = match len {
-        16 => 0.673,
-        32 => 0.697,
-        64 => 0.709,
-        _ => 0.7213 / (1.0 + 1.079 / m),
-    };
-    let raw = alpha * m * m / sum;
-    if raw <= 2.5 * m && zeros > 0 {
-        (m * (m / zeros as f64).ln()).round() as u64
-    } else {
-        raw.round() as u64
+impl Recipients {
+    fn add(&self, kind: AgentKind, hash: u64) {
+        match kind {
+            AgentKind::Human => self.human.add(hash),
+            AgentKind::Proxy | AgentKind::Bot => self.machine.add(hash),
+        }
     }
 }
 
@@ -188,8 +96,12 @@ struct Campaign {
     opens: KindCounts,
     clicks: KindCounts,
     unsubscribes: KindCounts,
-    open_recipients: Hll,
-    click_recipients: Hll,
+    /// Distinct recipients, people's apart from machines' (their union is
+    /// everyone's), so the human figures stand alone.
+    open_recipients: Recipients,
+    click_recipients: Recipients,
+    /// Per-minute history, copied by [`Stats::sample`].
+    series: Mutex<Series>,
     /// Unix ms of the last update, for eviction.
     last_seen: AtomicI64,
     small: Mutex<Small>,
@@ -208,8 +120,9 @@ impl Campaign {
             opens: KindCounts::default(),
             clicks: KindCounts::default(),
             unsubscribes: KindCounts::default(),
-            open_recipients: Hll::new(CAMPAIGN_P),
-            click_recipients: Hll::new(CAMPAIGN_P),
+            open_recipients: Recipients::default(),
+            click_recipients: Recipients::default(),
+            series: Mutex::new(Series::new(now_ms)),
             last_seen: AtomicI64::new(now_ms),
             small: Mutex::new(Small::default()),
         }
@@ -235,6 +148,8 @@ pub struct Stats {
     hasher: foldhash::fast::FixedState,
     max_campaigns: usize,
     max_links: usize,
+    /// The minute [`Stats::sample`] last copied the totals in.
+    sampled_minute: AtomicI64,
 }
 
 /// The contract §4 campaign document.
@@ -264,6 +179,9 @@ pub struct AgentSplit {
 pub struct KindReport {
     pub total: u64,
     pub unique: u64,
+    /// Distinct recipients among people's requests only: the figure a
+    /// click-to-open rate is taken on.
+    pub unique_human: u64,
     pub human: u64,
     pub proxy: u64,
     pub bot: u64,
@@ -283,14 +201,28 @@ pub struct Totals {
     pub unsubscribes: u64,
 }
 
-fn kind_report(k: &KindCounts, unique: &Hll) -> KindReport {
+fn kind_report(k: &KindCounts, unique: &Recipients) -> KindReport {
+    let human = k.human.load(Ordering::Relaxed);
     KindReport {
         total: k.total.load(Ordering::Relaxed),
-        unique: unique.estimate(),
-        human: k.human.load(Ordering::Relaxed),
+        unique: Hll::union_estimate(&unique.human, &unique.machine),
+        // An estimate never exceeds the count it estimates.
+        unique_human: unique.human.estimate().min(human),
+        human,
         proxy: k.proxy.load(Ordering::Relaxed),
         bot: k.bot.load(Ordering::Relaxed),
     }
+}
+
+/// What the per-minute history copies of a campaign.
+fn series_counts(c: &Campaign) -> series::Counts {
+    let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    [
+        l(&c.opens.total),
+        l(&c.opens.human),
+        l(&c.clicks.total),
+        l(&c.clicks.human),
+    ]
 }
 
 fn bump(map: &mut HashMap<String, u64>, key: &str, what: &'static str) {
@@ -310,6 +242,7 @@ impl Stats {
             hasher: foldhash::fast::FixedState::with_seed(0x7472_6163_6b65_6467),
             max_campaigns: cfg.max_campaigns,
             max_links: cfg.max_links,
+            sampled_minute: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -342,13 +275,13 @@ impl Stats {
             EventType::Open => {
                 c.opens.add(hit.agent_kind);
                 if let Some(h) = rhash {
-                    c.open_recipients.add(h);
+                    c.open_recipients.add(hit.agent_kind, h);
                 }
             }
             EventType::Click => {
                 c.clicks.add(hit.agent_kind);
                 if let Some(h) = rhash {
-                    c.click_recipients.add(h);
+                    c.click_recipients.add(hit.agent_kind, h);
                 }
             }
             _ => {
@@ -406,6 +339,34 @@ impl Stats {
                 counter!(STATS_EVICTED, "what" => "campaign").increment(1);
             }
         }
+    }
+
+    /// Copies each campaign's totals into its per-minute history, once a
+    /// minute whatever the number of calls: called every second by the
+    /// sampler, never on the request path. Takes each campaign's history
+    /// lock briefly, one campaign at a time.
+    pub fn sample(&self, now_ms: i64) {
+        let minute = minute_of(now_ms);
+        if self.sampled_minute.swap(minute, Ordering::Relaxed) == minute {
+            return;
+        }
+        for e in self.campaigns.iter() {
+            let c = e.value();
+            let totals = series_counts(c);
+            c.series
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(minute, totals);
+        }
+    }
+
+    /// A campaign's opens and clicks per minute over the last
+    /// [`MINUTES`] minutes, oldest first, the current one so far.
+    pub fn activity(&self, name: &str, now_ms: i64) -> Option<Vec<Minute>> {
+        let c = self.campaigns.get(name)?;
+        let totals = series_counts(&c);
+        let series = c.series.lock().unwrap_or_else(|e| e.into_inner());
+        Some(series.minutes(totals, now_ms))
     }
 
     /// Campaigns counted now.
@@ -476,24 +437,6 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hll_is_within_two_percent() {
-        let hasher = foldhash::fast::FixedState::with_seed(1);
-        for n in [10u64, 1_000, 10_000, 100_000, 1_000_000] {
-            let h = Hll::new(CAMPAIGN_P);
-            for i in 0..n {
-                let r = format!("recipient-{i}");
-                h.add(hasher.hash_one(&r));
-                h.add(hasher.hash_one(&r)); // repeats do not count
-            }
-            let e = h.estimate() as f64;
-            let err = (e - n as f64).abs() / n as f64;
-            assert!(err <= 0.02, "n={n} estimate={e} error={err:.4}");
-        }
-        assert_eq!(Hll::new(CAMPAIGN_P).estimate(), 0);
-        assert_eq!(Hll::new(CAMPAIGN_P).bytes(), 0, "no registers until used");
-    }
 
     fn hit<'a>(kind: EventType, campaign: &'a str, r: &'a str) -> Hit<'a> {
         Hit {
@@ -567,28 +510,5 @@ mod tests {
             .filter(|i| s.campaign(&format!("new-{i}")).is_some())
             .count();
         assert!(kept >= 180, "only {kept} of 200 active campaigns kept");
-    }
-
-    #[test]
-    fn link_uniques_are_exact_when_few_and_within_two_percent_beyond() {
-        let hasher = foldhash::fast::FixedState::with_seed(7);
-        for n in [10u64, 1_000, 2_000, 2_049, 10_000, 100_000] {
-            let mut u = Uniques::new();
-            for i in 0..n {
-                let h = hasher.hash_one(format!("recipient-{i}"));
-                u.add(h);
-                u.add(h); // twice: counted once
-            }
-            let est = u.estimate();
-            if n as usize <= LINK_EXACT_MAX {
-                assert_eq!(est, n, "exact at {n}");
-            }
-            let err = (est as f64 - n as f64).abs() / n as f64;
-            assert!(
-                err <= 0.02,
-                "{n}: estimate {est}, off by {:.2}%",
-                err * 100.0
-            );
-        }
     }
 }

@@ -203,6 +203,7 @@ async fn the_unsubscribe_page_renders_on_a_phone_sized_screen() {
     };
     let srv = TestServer::start("").await;
     let mut c = claims(TokenType::Unsubscribe, "spring-sale");
+    c.a = Some([("list".to_owned(), "the Acme newsletter".to_owned())].into());
     let url = srv.tracked(&mut c);
     let profile = tempfile::tempdir().unwrap();
     let shot = profile.path().join("unsubscribe.png");
@@ -246,48 +247,346 @@ fn dump_dom(bin: &Path, profile: &Path, url: &str) -> String {
     reader.join().unwrap()
 }
 
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+const GMAIL_PROXY: &str =
+    "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)";
+
+/// The text of the element carrying `data-k="{key}"` in `html`, after
+/// `from` (a row's or a section's start).
+fn figure<'a>(html: &'a str, from: &str, key: &str) -> &'a str {
+    let start = html
+        .find(from)
+        .unwrap_or_else(|| panic!("{from} not in the page:\n{html}"));
+    let at = format!("data-k=\"{key}\">");
+    let i = html[start..]
+        .find(&at)
+        .unwrap_or_else(|| panic!("{key} not after {from}:\n{html}"))
+        + start
+        + at.len();
+    &html[i..i + html[i..].find('<').unwrap()]
+}
+
+/// The click-to-open rate the pages show, from a `/stats/campaigns` report.
+fn ctor(s: &serde_json::Value) -> String {
+    let (o, c) = (
+        s["opens"]["unique_human"].as_u64().unwrap(),
+        s["clicks"]["unique_human"].as_u64().unwrap(),
+    );
+    if o == 0 {
+        "–".into()
+    } else {
+        format!("{:.1}%", c as f64 * 100.0 / o as f64)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn the_live_page_shows_what_stats_says() {
+async fn the_live_pages_show_what_stats_says() {
     let Some(bin) = chromium() else {
         common::skip("chromium is not installed (apt-get install chromium)");
         return;
     };
     let srv = TestServer::start("").await;
-    for (campaign, opens, clicks) in [("spring-sale", 7, 2), ("autumn", 3, 0)] {
-        for i in 0..opens {
+    let send_as = |ua: &'static str, method: http::Method, url: String| async move {
+        send(method, &url, &[("user-agent", ua)], "").await.status
+    };
+    for (campaign, people, proxies) in [("spring-sale", 9, 4), ("autumn", 3, 0)] {
+        for i in 0..people {
             let mut c = claims(TokenType::Open, campaign);
             c.r = Some(format!("r-{i}"));
-            assert_eq!(get(&srv.tracked(&mut c)).await.status, 200);
+            // Some people open twice: totals and uniques differ.
+            for _ in 0..1 + i % 2 {
+                assert_eq!(
+                    send_as(CHROME, http::Method::GET, srv.tracked(&mut c)).await,
+                    200
+                );
+            }
         }
-        for i in 0..clicks {
-            let mut c = claims(TokenType::Click, campaign);
+        for i in 0..proxies {
+            let mut c = claims(TokenType::Open, campaign);
             c.r = Some(format!("r-{i}"));
-            c.u = Some("https://example.com/".into());
-            assert_eq!(get(&srv.tracked(&mut c)).await.status, 302);
+            assert_eq!(
+                send_as(GMAIL_PROXY, http::Method::GET, srv.tracked(&mut c)).await,
+                200
+            );
         }
     }
-    // Two samples a second apart give the chart a rate.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    for (i, link) in ["hero", "hero", "footer", "hero", "sale"]
+        .iter()
+        .enumerate()
+    {
+        let mut c = claims(TokenType::Click, "spring-sale");
+        c.r = Some(format!("r-{i}"));
+        c.l = Some(link.to_string());
+        c.u = Some("https://example.com/".into());
+        assert_eq!(
+            send_as(CHROME, http::Method::GET, srv.tracked(&mut c)).await,
+            302
+        );
+        // A scanner checks the first two links too.
+        if i < 2 {
+            assert_eq!(
+                send_as(CHROME, http::Method::HEAD, srv.tracked(&mut c)).await,
+                302
+            );
+        }
+    }
+    let mut u = claims(TokenType::Unsubscribe, "spring-sale");
+    u.r = Some("r-8".into());
+    let one_click = send(
+        http::Method::POST,
+        &srv.tracked(&mut u),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "List-Unsubscribe=One-Click",
+    )
+    .await;
+    assert_eq!(one_click.status, 200);
+
     let profile = tempfile::tempdir().unwrap();
-    let url = srv.admin_url("/");
-    let dom = tokio::task::spawn_blocking({
-        let (bin, p) = (bin.clone(), profile.path().to_owned());
-        move || dump_dom(&bin, &p, &url)
-    })
-    .await
-    .unwrap();
+    let dom = |path: &str| {
+        let (bin, p, url) = (bin.clone(), profile.path().to_owned(), srv.admin_url(path));
+        tokio::task::spawn_blocking(move || dump_dom(&bin, &p, &url))
+    };
+    let overview = dom("/").await.unwrap();
     let stats: serde_json::Value =
         serde_json::from_slice(&get(&srv.admin_url("/stats")).await.body).unwrap();
     let campaigns = stats["campaigns"].as_object().unwrap();
     assert_eq!(campaigns.len(), 2);
-    for (name, t) in campaigns {
-        let row = format!(
-            "<th scope=\"row\">{name}</th><td>{}</td><td>{}</td><td>{}</td>",
-            t["opens"], t["clicks"], t["unsubscribes"]
+    for name in campaigns.keys() {
+        let s: serde_json::Value = serde_json::from_slice(
+            &get(&srv.admin_url(&format!("/stats/campaigns/{name}")))
+                .await
+                .body,
+        )
+        .unwrap();
+        let row = format!("<tr data-campaign=\"{name}\">");
+        assert!(
+            overview.contains(&format!(
+                "{row}<th scope=\"row\"><a href=\"campaigns/{name}\">{name}</a>"
+            )),
+            "the name links to its page:\n{overview}"
         );
-        assert!(dom.contains(&row), "{row} not in the page:\n{dom}");
+        for (key, want) in [
+            ("opens.total", s["opens"]["total"].to_string()),
+            ("opens.unique", s["opens"]["unique"].to_string()),
+            ("opens.unique_human", s["opens"]["unique_human"].to_string()),
+            ("clicks.total", s["clicks"]["total"].to_string()),
+            ("clicks.unique", s["clicks"]["unique"].to_string()),
+            (
+                "clicks.unique_human",
+                s["clicks"]["unique_human"].to_string(),
+            ),
+            (
+                "opens.machine",
+                (s["opens"]["proxy"].as_u64().unwrap() + s["opens"]["bot"].as_u64().unwrap())
+                    .to_string(),
+            ),
+            (
+                "clicks.machine",
+                (s["clicks"]["proxy"].as_u64().unwrap() + s["clicks"]["bot"].as_u64().unwrap())
+                    .to_string(),
+            ),
+            ("unsubscribes", s["unsubscribes"].to_string()),
+            ("ctor", ctor(&s)),
+        ] {
+            assert_eq!(figure(&overview, &row, key), want, "{name} {key} on /");
+        }
+
+        let page = dom(&format!("/campaigns/{name}")).await.unwrap();
+        assert!(page.contains(&format!("<h1>{name}</h1>")), "{page}");
+        for what in ["opens", "clicks"] {
+            for k in ["total", "unique", "human", "unique_human", "proxy", "bot"] {
+                let key = format!("{what}.{k}");
+                assert_eq!(
+                    figure(&page, "<table>", &key),
+                    s[what][k].to_string(),
+                    "{name} {key} on its page"
+                );
+            }
+        }
+        assert_eq!(figure(&page, "<main>", "ctor"), ctor(&s));
+        assert_eq!(
+            figure(&page, "<table>", "unsubscribes"),
+            s["unsubscribes"].to_string()
+        );
+        for (link, l) in s["links"].as_object().unwrap() {
+            let row = format!("<tr data-link=\"{link}\">");
+            assert_eq!(figure(&page, &row, "total"), l["total"].to_string());
+            assert_eq!(figure(&page, &row, "unique"), l["unique"].to_string());
+        }
+        assert!(
+            page.contains(">minutes ago<") && page.contains(">per minute<"),
+            "axes"
+        );
+        assert!(!page.contains("<script"));
     }
-    assert!(dom.contains("<svg"), "the chart is there");
-    assert!(dom.contains("id=\"rate-open\""));
+    // The mix is what the page is for: people apart from machines.
+    let s: serde_json::Value = serde_json::from_slice(
+        &get(&srv.admin_url("/stats/campaigns/spring-sale"))
+            .await
+            .body,
+    )
+    .unwrap();
+    assert!(s["opens"]["proxy"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["clicks"]["bot"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["unsubscribes"].as_u64().unwrap() == 1, "{s}");
+    assert!(overview.contains("<svg") && overview.contains("id=\"rate-open\""));
     srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn campaign_pages_take_the_same_token_and_csp_as_the_live_page() {
+    let token = "0123456789abcdef0123456789abcdef-live";
+    let srv = TestServer::start(&format!("[server]\nadmin_token = \"{token}\"\n")).await;
+    let mut c = claims(TokenType::Open, "spring sale/2");
+    assert_eq!(get(&srv.tracked(&mut c)).await.status, 200);
+    let path = "/campaigns/spring%20sale%2F2";
+    let refused = get(&srv.admin_url(path)).await;
+    assert_eq!(refused.status, 401);
+    assert!(refused
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Basic"));
+    let auth = format!("Bearer {token}");
+    let page = get_with(&srv.admin_url(path), &[("authorization", &auth)]).await;
+    assert_eq!(page.status, 200);
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(
+        csp.starts_with("default-src 'none'; style-src 'sha256-"),
+        "{csp}"
+    );
+    let body = String::from_utf8_lossy(&page.body);
+    assert!(body.contains("<h1>spring sale/2</h1>"), "{body}");
+    let overview = get_with(&srv.admin_url("/"), &[("authorization", &auth)]).await;
+    assert!(
+        String::from_utf8_lossy(&overview.body).contains("href=\"campaigns/spring%20sale%2F2\"")
+    );
+    let unknown = get_with(
+        &srv.admin_url("/campaigns/nope"),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_unsubscribe_page_names_the_list_never_the_campaign_id() {
+    let srv = TestServer::start("[pages]\nlist_name = \"the Acme newsletter\"\n").await;
+    let mut c = claims(TokenType::Unsubscribe, "2024-q3-winback-b");
+    let page = get(&srv.tracked(&mut c)).await;
+    let body = String::from_utf8_lossy(&page.body);
+    assert!(
+        body.contains("Stop receiving <strong>the Acme newsletter</strong>."),
+        "{body}"
+    );
+    assert!(!body.contains("winback"), "{body}");
+    c.a = Some([("list".to_owned(), "Acme Deals".to_owned())].into());
+    let page = get(&srv.tracked(&mut c)).await;
+    let body = String::from_utf8_lossy(&page.body);
+    assert!(
+        body.contains("<strong>Acme Deals</strong>"),
+        "the token's name wins: {body}"
+    );
+    srv.stop().await;
+}
+
+/// An hour of a campaign's traffic, rendered by the live page's code and
+/// shot in chromium at a phone's and a desktop's size: what
+/// docs/live-page-*.png show (set TRACKEDGE_SCREENSHOT_DIR=docs to refresh
+/// them).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_campaign_page_reads_on_a_phone_and_a_desktop() {
+    use trackedge::event::{AgentKind, EventType};
+    use trackedge::stats::{Hit, Stats};
+    let Some(bin) = chromium() else {
+        common::skip("chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let cfg = trackedge::config::Config::from_toml("").unwrap();
+    let stats = Stats::new(&cfg.stats);
+    let t0: i64 = 1_763_942_400_000;
+    let mut n = 0u64;
+    let links = [
+        "hero",
+        "hero",
+        "sale-banner",
+        "footer-shop",
+        "hero",
+        "product-1",
+        "product-2",
+    ];
+    for minute in 0..60i64 {
+        let now = t0 + minute * 60_000;
+        stats.sample(now);
+        // Mail goes out at minute 5; opens peak, then tail off.
+        let load = if minute < 5 {
+            0
+        } else {
+            40 * 12 / (minute - 3) as u64
+        };
+        for j in 0..load {
+            n += 1;
+            let r = format!("r-{}", n % 700);
+            let (kind, agent_kind, name) = match j % 10 {
+                0..=2 => (EventType::Open, AgentKind::Proxy, Some("apple_mpp")),
+                3 => (EventType::Open, AgentKind::Proxy, Some("gmail_image_proxy")),
+                4 => (
+                    EventType::Click,
+                    AgentKind::Bot,
+                    Some("microsoft_safe_links"),
+                ),
+                5 | 6 => (EventType::Click, AgentKind::Human, None),
+                _ => (EventType::Open, AgentKind::Human, None),
+            };
+            stats.record(&Hit {
+                kind,
+                campaign: "spring-sale",
+                recipient: Some(&r),
+                link: Some(links[(n % 7) as usize]),
+                country: Some(["US", "DE", "FR", "GB"][(n % 4) as usize]),
+                agent_kind,
+                agent_name: name,
+                now_ms: now + (j as i64 % 60) * 1000,
+            });
+        }
+        if minute % 9 == 0 && minute > 0 {
+            stats.record(&Hit {
+                kind: EventType::Unsubscribe,
+                campaign: "spring-sale",
+                recipient: Some("r-1"),
+                link: None,
+                country: None,
+                agent_kind: AgentKind::Human,
+                agent_name: None,
+                now_ms: now,
+            });
+        }
+    }
+    let page =
+        trackedge::dashboard::render_campaign(&stats, "spring-sale", t0 + 59 * 60_000 + 30_000, 5)
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("campaign.html");
+    std::fs::write(&html, page).unwrap();
+    let url = format!("file://{}", html.display());
+    for (name, size) in [("phone", "390,844"), ("desktop", "1280,1400")] {
+        let shot = dir.path().join(format!("{name}.png"));
+        let args = [
+            format!("--screenshot={}", shot.display()),
+            format!("--window-size={size}"),
+            "--hide-scrollbars".to_owned(),
+        ];
+        let (bin, p, url) = (bin.clone(), dir.path().join(name), url.clone());
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_chromium(&bin, &p, &url, &args)
+        })
+        .await
+        .unwrap();
+        let png = std::fs::read(&shot).expect("a screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        if let Ok(to) = std::env::var("TRACKEDGE_SCREENSHOT_DIR") {
+            std::fs::write(Path::new(&to).join(format!("live-page-{name}.png")), &png).unwrap();
+        }
+    }
 }

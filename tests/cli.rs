@@ -264,3 +264,331 @@ fn completions_and_the_manual_come_from_the_command_line_definition() {
     assert!(out.contains(".TH trackedge 1"), "{out}");
     assert!(out.contains("sign"), "{out}");
 }
+
+/// Runs `check-config` in `dir` with `args` and `env`.
+fn check_config(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let mut c = cmd(dir);
+    c.arg("check-config").args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    run(&mut c)
+}
+
+/// What every configuration error must not show: figment's own key
+/// spelling and nested backticks.
+fn in_our_words(err: &str) {
+    assert!(
+        !err.contains("default."),
+        "figment's profile in the key: {err}"
+    );
+    assert!(
+        !err.contains("``") && !err.contains("`\"") && !err.contains("\"`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_misspelt_key_in_a_file_is_named_with_its_file_line_and_the_nearest_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trackedge.toml");
+    std::fs::write(
+        &file,
+        "# mine\n[server]\nlisten = \"127.0.0.1:8080\"\nadmin_listn = \"127.0.0.1:9999\"\n",
+    )
+    .unwrap();
+    let abs = file.to_str().unwrap();
+    let (code, _, err) = check_config(dir.path(), &["--config", abs], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{abs} line 4: unknown key `server.admin_listn`; did you mean `admin_listen`?"
+        )),
+        "{err}"
+    );
+    in_our_words(&err);
+    // A relative path is shown as given, too.
+    let (_, _, err) = check_config(dir.path(), &["--config", "trackedge.toml"], &[]);
+    assert!(err.contains("trackedge.toml line 4: unknown key"), "{err}");
+    assert!(!err.contains(abs), "{err}");
+}
+
+#[test]
+fn a_misspelt_section_is_named_with_the_nearest_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[kafka]\ntopic = \"t\"\n\n[servr]\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = check_config(dir.path(), &["--config", "c.toml"], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("c.toml line 4: unknown section [servr]; did you mean [server]?"),
+        "{err}"
+    );
+    in_our_words(&err);
+}
+
+#[test]
+fn a_key_with_no_near_match_lists_the_valid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = check_config(dir.path(), &[], &[("TRACKEDGE_SINK__ZZZZ", "1")]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("environment variable TRACKEDGE_SINK__ZZZZ=\"1\": unknown key `sink.zzzz`; the keys of [sink] are kind, file_path, queue_capacity"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_environment_error_names_the_variable_and_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = check_config(
+        dir.path(),
+        &[],
+        &[("TRACKEDGE_SERVER__ADMIN_LISTN", "127.0.0.1:1")],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("environment variable TRACKEDGE_SERVER__ADMIN_LISTN=\"127.0.0.1:1\": unknown key `server.admin_listn`; did you mean `admin_listen`?"),
+        "{err}"
+    );
+    in_our_words(&err);
+    let (code, _, err) = check_config(dir.path(), &[], &[("TRACKEDGE_SERVER__LISTEN", "nowhere")]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("environment variable TRACKEDGE_SERVER__LISTEN=\"nowhere\": `server.listen`: invalid socket address syntax: expected host:port"),
+        "{err}"
+    );
+    in_our_words(&err);
+}
+
+#[test]
+fn a_bad_socket_address_in_a_file_says_host_port_is_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[server]\nadmin_listen = \"9464\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = check_config(dir.path(), &["--config", "c.toml"], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("c.toml line 2: `server.admin_listen` = \"9464\": invalid socket address syntax: expected host:port, e.g. 127.0.0.1:8080"),
+        "{err}"
+    );
+    in_our_words(&err);
+}
+
+#[test]
+fn bad_values_name_the_choices_and_type_and_toml_errors_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "[sink]\nkind = \"kafak\"\n").unwrap();
+    let (code, _, err) = check_config(dir.path(), &["--config", "c.toml"], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("c.toml line 2: `sink.kind` = \"kafak\": \"kafak\" is not one of file, kafka, stdout; did you mean \"kafka\"?"),
+        "{err}"
+    );
+    std::fs::write(&file, "[server]\nmax_connections = \"many\"\n").unwrap();
+    let (code, _, err) = check_config(dir.path(), &["--config", "c.toml"], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("c.toml line 2: `server.max_connections` = \"many\": expected"),
+        "{err}"
+    );
+    in_our_words(&err);
+    std::fs::write(&file, "[server\nlisten = 1\n").unwrap();
+    let (code, _, err) = check_config(dir.path(), &["--config", "c.toml"], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("config file c.toml: not valid TOML") && err.contains("line 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn validation_errors_say_where_the_value_was_set_and_hide_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[server]\nlisten = \"127.0.0.1:7000\"\nadmin_listen = \"127.0.0.1:7000\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = check_config(dir.path(), &["--config", "c.toml"], &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("server.admin_listen") && err.contains("(set in c.toml line 3)"),
+        "{err}"
+    );
+    let (code, _, err) = check_config(
+        dir.path(),
+        &[],
+        &[(
+            "TRACKEDGE_SIGNING__KEYS",
+            "[{id=\"a\",secret=\"short-and-secret\"}]",
+        )],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("TRACKEDGE_SIGNING__KEYS=\"<redacted>\""),
+        "{err}"
+    );
+    assert!(!err.contains("short-and-secret"), "{err}");
+}
+
+#[test]
+fn a_variable_with_one_underscore_is_named_in_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = check_config(
+        dir.path(),
+        &[],
+        &[
+            ("TRACKEDGE_SERVER_LISTEN", "127.0.0.1:8081"),
+            ("TRACKEDGE_PORT", "tcp://10.0.0.1:80"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("TRACKEDGE_SERVER_LISTEN is not configuration and is ignored: did you mean TRACKEDGE_SERVER__LISTEN?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("TRACKEDGE_PORT"),
+        "Kubernetes' variables are named too: {err}"
+    );
+}
+
+#[test]
+fn check_config_says_where_each_value_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[server]\nlisten = \"127.0.0.1:8081\"\n\n[kafka]\ntopic = \"mine\"\n",
+    )
+    .unwrap();
+    // As in the container image: the environment sets the listener too.
+    let (code, out, err) = check_config(
+        dir.path(),
+        &["--config", "c.toml"],
+        &[
+            ("TRACKEDGE_SERVER__LISTEN", "0.0.0.0:8080"),
+            ("TRACKEDGE_SIGNING__KEYS", KEYS_ENV),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("listen = \"0.0.0.0:8080\"  # from TRACKEDGE_SERVER__LISTEN\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("topic = \"mine\"  # from c.toml line 5\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("admin_listen = \"127.0.0.1:9464\"\n"),
+        "defaults unmarked: {out}"
+    );
+    assert!(
+        out.contains("keys = [") || out.contains("[[signing.keys]]"),
+        "{out}"
+    );
+    assert!(out.contains("# from TRACKEDGE_SIGNING__KEYS"), "{out}");
+    assert!(
+        err.contains("TRACKEDGE_SERVER__LISTEN=\"0.0.0.0:8080\" overrides server.listen set in c.toml line 2: the environment wins over the file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_shows_an_unset_admin_token_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = check_config(dir.path(), &[], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("admin_token = \"\"\n"), "{out}");
+    let token = "0123456789abcdef0123456789abcdef-admin";
+    let (code, out, _) = check_config(dir.path(), &[], &[("TRACKEDGE_SERVER__ADMIN_TOKEN", token)]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("admin_token = \"<redacted>\"  # from TRACKEDGE_SERVER__ADMIN_TOKEN"),
+        "{out}"
+    );
+    assert!(!out.contains(token), "{out}");
+}
+
+#[test]
+fn sign_click_without_url_names_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(cmd(dir.path()).args(["sign", "click", "--campaign", "c"]));
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("sign click needs --url"), "{err}");
+}
+
+#[test]
+fn help_says_where_the_config_is_read_and_options_go_where_they_work() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["check-config", "--help"],
+    ] {
+        let (code, out, _) = run(cmd(dir.path()).args(&args));
+        assert_eq!(code, 0);
+        assert!(out.contains("./config/trackedge.toml"), "{args:?}: {out}");
+        assert!(out.contains("working directory"), "{args:?}: {out}");
+    }
+    let (_, out, _) = run(cmd(dir.path()).args(["serve", "--help"]));
+    assert!(
+        out.contains("--config") && out.contains("--log-format"),
+        "{out}"
+    );
+    for sub in [&["gen-key"][..], &["man"], &["completions", "bash"]] {
+        let (code, out, err) = run(cmd(dir.path()).args(sub).args(["--config", "x.toml"]));
+        assert_eq!(code, 64, "{sub:?} takes no --config: {out}{err}");
+        let (_, out, _) = run(cmd(dir.path()).args(sub).arg("--help"));
+        assert!(
+            !out.contains("--config") && !out.contains("--log-format"),
+            "{sub:?}: {out}"
+        );
+    }
+}
+
+#[test]
+fn the_manual_has_the_sections_a_manual_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run(cmd(dir.path()).arg("man"));
+    assert_eq!(code, 0);
+    for section in [
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+        ".SH \"EXIT STATUS\"",
+        ".SH EXAMPLES",
+        ".SH COMMANDS",
+    ] {
+        assert!(out.contains(section), "{section} missing:\n{out}");
+    }
+    assert!(
+        out.contains("TRACKEDGE_") && out.contains("RUST_LOG"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("CI\\fR") && !out.contains("\\fBCI"),
+        "CI is not the user's: {out}"
+    );
+    assert!(out.contains("\\fB64\\fR") && out.contains("\\fB1\\fR") && out.contains("\\fB0\\fR"));
+    assert!(
+        !out.contains("trackedge-sign(1)") && !out.contains("trackedge\\-sign(1)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("trackedge sign"),
+        "the commands are described here: {out}"
+    );
+}

@@ -10,8 +10,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Toml};
-use figment::Figment;
 use serde::Serialize;
 
 /// The documented default configuration, compiled in.
@@ -29,25 +27,10 @@ pub const MIN_SECRET_BYTES: usize = 32;
 
 mod checks;
 mod sections;
+mod sources;
 
 pub use sections::*;
-
-/// Environment overrides: only `TRACKEDGE_<SECTION>__<KEY>` variables.
-/// Others that merely start with the prefix, such as the
-/// `TRACKEDGE_SERVICE_HOST` and `TRACKEDGE_PORT` Kubernetes injects for a
-/// Service named `trackedge`, are not configuration and are ignored.
-fn env_overrides() -> Env {
-    for (k, _) in std::env::vars_os() {
-        if let Some(k) = k.to_str() {
-            if k.starts_with(ENV_PREFIX) && !k.contains("__") {
-                tracing::debug!(variable = k, "ignored: not TRACKEDGE_<SECTION>__<KEY>");
-            }
-        }
-    }
-    Env::prefixed(ENV_PREFIX)
-        .filter(|k| k.as_str().contains("__"))
-        .split("__")
-}
+pub use sources::{Origin, Sources};
 
 /// Largest secret file read: a secret is tens of bytes; anything bigger is
 /// the wrong file.
@@ -100,16 +83,19 @@ impl Config {
     /// `path` None means the default path, which may be absent; a path the
     /// user named must exist.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut fig = Figment::from(Toml::string(EMBEDDED_DEFAULT));
-        match path {
-            Some(p) if !p.exists() => return Err(ConfigError::Missing(p.to_path_buf())),
-            Some(p) if !p.is_file() => return Err(ConfigError::NotAFile(p.to_path_buf())),
-            Some(p) => fig = fig.merge(Toml::file(p)),
-            None if Path::new(DEFAULT_PATH).exists() => fig = fig.merge(Toml::file(DEFAULT_PATH)),
-            None => {}
+        Self::load_with_sources(path).map(|(cfg, _)| cfg)
+    }
+
+    /// As [`Config::load`], with the layers it read, which tell where each
+    /// value came from. Warns about the environment (variables that look
+    /// like configuration but are not, variables that beat the file).
+    pub fn load_with_sources(path: Option<&Path>) -> Result<(Config, Sources), ConfigError> {
+        let sources = Sources::read(path)?;
+        for w in sources.warnings() {
+            tracing::warn!("{w}");
         }
-        fig = fig.merge(env_overrides());
-        Self::extract(fig)
+        let cfg = sources.load()?;
+        Ok((cfg, sources))
     }
 
     /// Embedded defaults with `overrides` (TOML text) merged over them; no
@@ -120,23 +106,7 @@ impl Config {
 
     /// Embedded defaults with each TOML text merged over them in order.
     pub fn from_layers(layers: &[&str]) -> Result<Config, ConfigError> {
-        let mut fig = Figment::from(Toml::string(EMBEDDED_DEFAULT));
-        for l in layers {
-            fig = fig.merge(Toml::string(l));
-        }
-        Self::extract(fig)
-    }
-
-    fn extract(fig: Figment) -> Result<Config, ConfigError> {
-        let mut cfg: Config = fig.extract().map_err(|e| {
-            // figment names the key path ("server.listen") in each error.
-            let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
-            ConfigError::Parse(msgs.join("; "))
-        })?;
-        cfg.apply_deprecated_ms();
-        cfg.read_secret_files()?;
-        cfg.validate()?;
-        Ok(cfg)
+        Sources::layers(layers).load()
     }
 
     /// The older `*_ms` integer keys win over the durations they replace

@@ -28,6 +28,7 @@ pub struct Config {
     /// HTTPS: certificates and ACME (contract §9); see `crate::tls::config`.
     #[serde(default)]
     pub tls: crate::tls::config::TlsConfig,
+    pub pages: PagesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -133,7 +134,9 @@ fn redact_credentials<S: serde::Serializer>(
     out.end()
 }
 
-/// A string that never prints: `Debug` and `Serialize` show `<redacted>`.
+/// A string that never prints: `Debug` and `Serialize` show `<redacted>`
+/// (an empty one serializes as `""`, so `check-config` shows that none is
+/// set).
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
@@ -146,7 +149,7 @@ impl fmt::Debug for Secret {
 
 impl Serialize for Secret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("<redacted>")
+        s.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
     }
 }
 
@@ -285,4 +288,13 @@ pub struct StatsConfig {
 pub struct ClickConfig {
     /// Redirect target for invalid click links; empty gives a 404 page.
     pub fallback_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagesConfig {
+    /// What the unsubscribe page calls the list ("the Acme newsletter");
+    /// a token's attribute `list` wins. Empty: the page names no list,
+    /// since a campaign id is internal and means nothing to a recipient.
+    pub list_name: String,
 }

@@ -46,23 +46,38 @@ where
         {
             return redirect(loc);
         }
-        return ctx.responses.html(StatusCode::OK, confirm_page(&claims));
+        let list = list_name(&claims, &ctx.live.cfg.pages.list_name);
+        return ctx.responses.html(StatusCode::OK, confirm_page(list));
     };
     let one_click = is_one_click(&form);
-    let done = done_page(&claims);
+    let done = done_page(list_name(&claims, &ctx.live.cfg.pages.list_name));
     let mut ev = event_from_claims(EventType::Unsubscribe, claims, ctx);
     ev.one_click = Some(one_click);
     ctx.record(ev, Visitor::KeepOnly);
     ctx.responses.html(StatusCode::OK, done)
 }
 
-/// What the recipient unsubscribes from, as the token says.
-fn subject(c: &Claims) -> String {
-    format!("the emails of campaign <strong>{}</strong>", escape(&c.c))
+/// The name of the list the recipient leaves: the token's attribute
+/// `list`, else `pages.list_name`, else none. Never the campaign id: it is
+/// internal ("2024-q3-winback-b") and means nothing to a recipient.
+fn list_name<'a>(c: &'a Claims, configured: &'a str) -> Option<&'a str> {
+    c.a.as_ref()
+        .and_then(|a| a.get("list"))
+        .map(String::as_str)
+        .filter(|l| !l.trim().is_empty())
+        .or(Some(configured).filter(|l| !l.trim().is_empty()))
+}
+
+/// What the recipient unsubscribes from, escaped.
+fn subject(list: Option<&str>) -> String {
+    match list {
+        Some(l) => format!("<strong>{}</strong>", escape(l)),
+        None => "these emails".to_owned(),
+    }
 }
 
 /// The page with the one button, posting back to this URL.
-fn confirm_page(c: &Claims) -> String {
+fn confirm_page(list: Option<&str>) -> String {
     page(
         "Unsubscribe",
         &format!(
@@ -72,20 +87,20 @@ fn confirm_page(c: &Claims) -> String {
 <button type=\"submit\">Unsubscribe</button></form>\
 <p class=\"note\">Nothing changes until you press the button. If you did not mean to \
 unsubscribe, you can close this page.</p>",
-            subject(c)
+            subject(list)
         ),
     )
 }
 
 /// The confirmation after the POST.
-fn done_page(c: &Claims) -> String {
+fn done_page(list: Option<&str>) -> String {
     page(
         "Unsubscribed",
         &format!(
             "<h1 role=\"status\">You are unsubscribed</h1>\
 <p>You will no longer receive {}.</p>\
 <p class=\"note\">It can take a little while to reach every mailing. You can close this page.</p>",
-            subject(c)
+            subject(list)
         ),
     )
 }
@@ -119,12 +134,20 @@ mod tests {
     }
 
     #[test]
-    fn pages_name_the_campaign_escaped() {
-        let c = Claims::new(TokenType::Unsubscribe, "<b>spring</b> & co");
-        let p = confirm_page(&c);
-        assert!(p.contains("&lt;b&gt;spring&lt;/b&gt; &amp; co"), "{p}");
-        assert!(!p.contains("<b>spring"));
+    fn pages_name_the_list_never_the_campaign() {
+        let mut c = Claims::new(TokenType::Unsubscribe, "2024-q3-winback-b");
+        // Nothing configured: no list named, and not the campaign id.
+        let p = confirm_page(list_name(&c, ""));
+        assert!(p.contains("Stop receiving these emails."), "{p}");
+        assert!(!p.contains("winback"), "{p}");
         assert!(p.contains("<form method=\"post\">"));
-        assert!(done_page(&c).contains("&lt;b&gt;spring"));
+        // The configured name, escaped.
+        let p = done_page(list_name(&c, "<b>Acme</b> & co news"));
+        assert!(p.contains("&lt;b&gt;Acme&lt;/b&gt; &amp; co news"), "{p}");
+        assert!(!p.contains("<b>Acme"));
+        // The token's attribute wins.
+        c.a = Some([("list".to_owned(), "Acme Deals".to_owned())].into());
+        assert_eq!(list_name(&c, "Acme news"), Some("Acme Deals"));
+        assert!(confirm_page(list_name(&c, "Acme news")).contains("<strong>Acme Deals</strong>"));
     }
 }
