@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # A/B: two trackedge binaries, same corpus, file sink, alternating rounds of
 # (each run in an empty directory, on its own embedded defaults)
-# wrk on loopback; prints requests/s and p99 per round and the median per
-# binary. For before/after figures of a change that must not cost speed.
+# wrk on loopback; prints requests/s, p99, CPU microseconds per answered
+# request (utime+stime of every thread of the server, from /proc, over the
+# measured run) and peak RSS per round, and the medians per binary. CPU
+# per request is the steadier figure on a shared machine. For before/after
+# figures of a change that must not cost speed.
 #
 #   loadtest/ab.sh OLD_BINARY NEW_BINARY            # 3 rounds of 8 s each
 #   ROUNDS=5 DURATION=10s loadtest/ab.sh old new
@@ -41,7 +44,8 @@ if [ "$SINK" = kafka ]; then
   kafka_env=(TRACKEDGE_SINK__KIND=kafka TRACKEDGE_KAFKA__BROKERS=127.0.0.1:$kport TRACKEDGE_KAFKA__SPOOL_DIR=$work/spool)
 fi
 
-run() { # binary -> "rps p99_us"
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run() { # binary -> "rps p99_us cpu_us_per_request rss"
   local port aport out
   port=$(free_port); aport=$(free_port)
   env TRACKEDGE_SERVER__LISTEN=127.0.0.1:$port TRACKEDGE_SERVER__ADMIN_LISTEN=127.0.0.1:$aport \
@@ -52,18 +56,24 @@ run() { # binary -> "rps p99_us"
   wait_port "$port"
   for _ in $(seq 100); do curl -sf "127.0.0.1:$aport/readyz" | grep -qx ready && break; sleep 0.1; done
   CORPUS=$work/corpus.tsv wrk -t"$THREADS" -c"$CONNECTIONS" -d2s -s loadtest/corpus.lua "http://127.0.0.1:$port" >/dev/null
+  local t0 t1 hz; hz=$(getconf CLK_TCK); t0=$(ticks "$pid")
   out=$(CORPUS=$work/corpus.tsv wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s loadtest/corpus.lua "http://127.0.0.1:$port")
+  t1=$(ticks "$pid")
+  local n; n=$(echo "$out" | awk '/requests in/ {print $1}')
+  local cpu; cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v n="$n" 'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / n}')
   local rss; rss=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
   rm -f "$work/events.ndjson"
-  echo "$(echo "$out" | awk '/^Requests\/sec/ {print $2}') $(echo "$out" | grep '^RESULT' | tr ' ' '\n' | awk -F= '$1 == "p99_us" {print $2}') ${rss}MiB"
+  echo "$(echo "$out" | awk '/^Requests\/sec/ {print $2}') $(echo "$out" | grep '^RESULT' | tr ' ' '\n' | awk -F= '$1 == "p99_us" {print $2}') ${cpu} ${rss}MiB"
 }
 
-declare -a ra rb
+declare -a ra rb ca cb
 for i in $(seq "$ROUNDS"); do
   x=$(run "$a"); y=$(run "$b")
   ra+=("${x%% *}"); rb+=("${y%% *}")
-  echo "round $i: A $x   B $y   (requests/s p99_us peak-RSS)"
+  ca+=("$(echo "$x" | cut -d' ' -f3)"); cb+=("$(echo "$y" | cut -d' ' -f3)")
+  echo "round $i: A $x   B $y   (requests/s p99_us cpu_us/request peak-RSS)"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 echo "median requests/s: A $(median "${ra[@]}")  B $(median "${rb[@]}")"
+echo "median CPU us/request: A $(median "${ca[@]}")  B $(median "${cb[@]}")"
