@@ -171,6 +171,16 @@ impl App {
                 .page(StatusCode::URI_TOO_LONG, routes::Page::UriTooLong);
             return (Route::NotFound, r);
         }
+        // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is
+        // refused, not recorded (two could disagree on which site it is).
+        if parts.version == http::Version::HTTP_11
+            && parts.headers.get_all(http::header::HOST).iter().count() != 1
+        {
+            let r = self
+                .responses
+                .page(StatusCode::BAD_REQUEST, routes::Page::BadRequest);
+            return (Route::NotFound, r);
+        }
         let m = router::route(&parts.method, parts.uri.path());
         if let Err(allow) = m.allowed {
             return (m.route, routes::method_not_allowed(allow));

@@ -265,3 +265,55 @@ async fn a_silent_connection_is_cut_at_the_head_deadline_not_the_idle_timeout() 
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn malformed_or_ambiguous_requests_are_refused_and_never_recorded() {
+    let srv = TestServer::start("").await;
+    let mut c = claims(TokenType::Unsubscribe, "c");
+    c.r = Some("r".into());
+    let unsub = srv.tracked(&mut c);
+    let unsub_path = unsub.trim_start_matches(&srv.url(""));
+    let bad_chunks = "Transfer-Encoding: chunked\r\n\r\nzz\r\nnot hex\r\n0\r\n\r\n";
+    // A malformed chunked body: 400 on the beacon and on the unsubscribe.
+    let r = raw(
+        srv.public,
+        format!("POST /p.gif?e=signup HTTP/1.1\r\nHost: t\r\n{bad_chunks}").as_bytes(),
+    )
+    .await;
+    assert_eq!(raw_status(&r), 400, "{r}");
+    let r = raw(
+        srv.public,
+        format!("POST {unsub_path} HTTP/1.1\r\nHost: t\r\n{bad_chunks}").as_bytes(),
+    )
+    .await;
+    assert_eq!(raw_status(&r), 400, "{r}");
+    // HTTP/1.1 with no Host, or two.
+    let r = raw(srv.public, b"GET /p.gif?e=nohost HTTP/1.1\r\n\r\n").await;
+    assert_eq!(raw_status(&r), 400, "{r}");
+    let r = raw(
+        srv.public,
+        b"GET /p.gif?e=twohosts HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&r), 400, "{r}");
+    // A 405 is never cached.
+    let r = raw(srv.public, b"DELETE /p.gif HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(raw_status(&r), 405, "{r}");
+    assert!(
+        r.to_ascii_lowercase().contains("cache-control: no-store"),
+        "{r}"
+    );
+    // A well-formed request still counts.
+    let r = raw(srv.public, b"GET /p.gif?e=fine HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(raw_status(&r), 200, "{r}");
+    let events = srv.stop().await;
+    let names: Vec<_> = events
+        .iter()
+        .map(|e| e["name"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(
+        names,
+        ["fine"],
+        "only the well-formed request is recorded: {events:?}"
+    );
+}

@@ -26,9 +26,14 @@ where
     let parts = ctx.req.parts;
     let post = parts.method == Method::POST;
     if post {
-        // Ignored either way: an oversized or slow body only costs the
-        // connection (hyper closes one whose body was not read).
-        let _ = read_body(ctx, body).await;
+        // The content is ignored, but a body that is not HTTP (a malformed
+        // chunked encoding) makes the request garbage: refused, no event.
+        // An oversized or slow one only costs the connection.
+        if let Err(refused) = read_body(ctx, body).await {
+            if refused.status() == StatusCode::BAD_REQUEST {
+                return refused;
+            }
+        }
     }
     let mut ev = Event::new(EventType::Beacon, ctx.req.now_ms, ctx.method());
     let query = parts.uri.query().unwrap_or("");

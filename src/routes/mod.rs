@@ -223,12 +223,13 @@ pub fn acme_http01(key_authorization: String) -> Response<Body> {
     r
 }
 
-/// A 405 naming the methods the route answers.
+/// A 405 naming the methods the route answers; never cached.
 pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    let h = r.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static(allow));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -258,7 +259,12 @@ where
     let deadline = server.header_read_timeout;
     match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
         Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(_)) => Err(pages.page(StatusCode::PAYLOAD_TOO_LARGE, Page::TooLarge)),
+        // Over the limit is 413; anything else (a malformed chunked
+        // encoding, a body cut short) is the client's garbage: 400.
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(pages.page(StatusCode::PAYLOAD_TOO_LARGE, Page::TooLarge))
+        }
+        Ok(Err(_)) => Err(pages.page(StatusCode::BAD_REQUEST, Page::BadRequest)),
         Err(_) => Err(pages.page(StatusCode::REQUEST_TIMEOUT, Page::TooSlow)),
     }
 }
