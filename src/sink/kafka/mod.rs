@@ -73,8 +73,8 @@ pub enum Trouble {
         "the broker no longer accepts this producer (fenced or state lost); it is being replaced"
     )]
     ProducerFenced,
-    #[error("Kafka has not answered a probe")]
-    ProbeFailed,
+    #[error("the topic (kafka.topic) does not exist; create it, or set kafka.create_topic = true")]
+    TopicMissing,
 }
 
 /// Whether Kafka is known to be reachable. Set degraded by whoever sees it

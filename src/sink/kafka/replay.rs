@@ -211,10 +211,11 @@ impl Replayer {
                         created = self.create();
                     }
                     Err(p) => {
-                        link.set_degraded(
-                            Trouble::ProbeFailed,
-                            format!("topic {}: {p}", self.topic),
-                        );
+                        let trouble = match p {
+                            Probe::NoTopic => Trouble::TopicMissing,
+                            Probe::Unreachable(_) => Trouble::Unreachable,
+                        };
+                        link.set_degraded(trouble, format!("topic {}: {p}", self.topic));
                         self.sleep(PROBE_EVERY);
                     }
                 }
