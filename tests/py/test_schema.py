@@ -277,9 +277,9 @@ def test_agent_reasons_in_src_are_in_the_schema():
     schema = json.loads(SCHEMA_PATH.read_text())
     allowed = set(schema["properties"]["agent"]["properties"]["reason"]["enum"])
     # Every reason goes through enrich::agent::Reason; its arms name them.
-    text = (REPO / "src" / "enrich" / "agent.rs").read_text()
+    text = (REPO / "src" / "enrich" / "agent" / "mod.rs").read_text()
     found = set(re.findall(r'Reason::\w+ => "(\w+)"', text))
-    assert found, "no agent reasons found in src/enrich/agent.rs: update this test"
+    assert found, "no agent reasons found in src/enrich/agent/mod.rs: update this test"
     assert found <= allowed, f"reasons in src/ but not in the schema: {found - allowed}"
 
 

@@ -38,8 +38,8 @@ VECTORS = [
 
 ALWAYS = {"python", "node"}
 SHARED = json.loads((SENDERS / "vectors.json").read_text())
-DEV_SECRET = re.search(r'DEV_KEY_SECRET: &str = "([^"]+)"', (REPO / "src" / "config.rs").read_text()).group(1)
-DEV_ID = re.search(r'DEV_KEY_ID: &str = "([^"]+)"', (REPO / "src" / "config.rs").read_text()).group(1)
+DEV_SECRET = re.search(r'DEV_KEY_SECRET: &str = "([^"]+)"', (REPO / "src" / "config" / "mod.rs").read_text()).group(1)
+DEV_ID = re.search(r'DEV_KEY_ID: &str = "([^"]+)"', (REPO / "src" / "config" / "mod.rs").read_text()).group(1)
 
 
 def expand(v):
