@@ -1,5 +1,7 @@
 -- wrk script: cycles through a corpus of "path<TAB>user-agent" lines, one
--- request each, and prints the latency percentiles wrk's report lacks.
+-- request each, and prints the latency percentiles wrk's report lacks. An
+-- optional third column is the client's address, sent as X-Forwarded-For
+-- (loadtest/geo_corpus.py adds one per recipient).
 --
 -- RATE (requests/s over all connections, with CONNS the connection count)
 -- paces each connection with wrk's delay() hook, for latency at a fixed
@@ -16,8 +18,12 @@ local owed = 0
 function init(args)
   if file then
     for line in io.lines(file) do
-      local path, ua = line:match("^([^\t]+)\t(.*)$")
-      if path then corpus[#corpus + 1] = { path, ua } end
+      local path, ua, xff = line:match("^([^\t]+)\t([^\t]*)\t?([^\t]*)$")
+      if path then
+        local headers = { ["User-Agent"] = ua }
+        if xff ~= "" then headers["X-Forwarded-For"] = xff end
+        corpus[#corpus + 1] = { path, headers }
+      end
     end
   end
   -- Threads start at different points of the corpus.
@@ -40,7 +46,7 @@ function request()
   end
   local r = corpus[idx]
   idx = idx % #corpus + 1
-  return wrk.format("GET", r[1], { ["User-Agent"] = r[2] })
+  return wrk.format("GET", r[1], r[2])
 end
 
 function done(summary, latency, requests)

@@ -1,199 +1,439 @@
 #!/usr/bin/env bash
-# One command: trackedge (full pipeline, Kafka sink) against nginx's
-# empty_gif and the stack's floor (loadtest/hyper-floor: bare hyper answering
-# a static GIF, one current-thread runtime per core), same wrk settings,
-# loopback only, bounded in time; then all three at a fixed rate (half of
-# trackedge's peak) with oha, whose latencies are corrected for coordinated
-# omission. Prints one table; loadtest/RESULTS.md keeps the latest.
+# The load test of issue 20: four targets side by side in one run, on
+# 127.0.0.1 only, bounded in time:
 #
-#   loadtest/run.sh                 # 20 s per target, 64 connections
-#   DURATION=30s CONNECTIONS=128 loadtest/run.sh
+#   trackedge  the full pipeline with the default configuration, but the Kafka
+#              sink to a local tansu broker, geo databases (loadtest/geo_corpus.py)
+#              and 127.0.0.1 as a trusted proxy (X-Forwarded-For carries each
+#              recipient's address); the agent rules are on by default
+#   nginx      nginx's empty_gif, no access log (loadtest/nginx.conf)
+#   floor      bare hyper answering a static GIF, one runtime per core
+#              (loadtest/hyper-floor, MODE=percore)
+#   peer       the ops team's alternative: nginx empty_gif + JSON access log +
+#              rsyslog imfile/omkafka to the same broker, another topic
+#              (loadtest/peer/)
+#
+# ROUNDS rounds (median reported), the targets' order alternating from one
+# round to the next; in each, every target gets `wrk -t1 -c64 -d$DURATION`
+# over the signed corpus (loadtest/corpus.lua: 10,000 recipients' opens and
+# clicks, 2,269 User-Agents, one client address per recipient). For each
+# target: requests/s, p99, and CPU µs per answered request from /proc
+# (utime+stime of every process and thread of the target: trackedge; nginx's
+# master and workers; the floor; the peer's nginx plus rsyslogd), counted
+# from the start of the load until every answered request is in Kafka (the
+# records are read back, deduplicated by trackedge's event_id and nginx's
+# $request_id: loadtest/kafka_count.py); the broker's CPU apart. Then a
+# fixed-rate phase at half of trackedge's median peak (loadtest/fixedrate.py,
+# latency counted from each request's due time: coordinated omission
+# corrected) for trackedge, the floor and the peer; trackedge's peak RSS
+# (VmHWM); the books (answered = in Kafka) and the issue's ratios.
+#
+#   loadtest/run.sh                           # ROUNDS=5 DURATION=10s: ~10 min
+#   ROUNDS=7 DURATION=20s loadtest/run.sh
+#   TRACKEDGE_BIN=/path/to/trackedge MINT=/path/to/mint_corpus loadtest/run.sh
+#   TLS=1 loadtest/run.sh                     # adds trackedge and nginx over HTTPS
+#   KEEP=1 ...                                # keep the work directory (logs, wrk output)
+#
+# Installs what is missing: wrk, nginx-light, rsyslog-kafka (apt), tansu
+# (cargo install, long), confluent-kafka in target/loadtest-venv (pip); builds
+# trackedge and mint_corpus (unless TRACKEDGE_BIN is given), the floor
+# (target/hyper-floor) and the peer's librdkafka (target/peer-librdkafka,
+# loadtest/peer/build-librdkafka.sh). Everything it starts it stops by pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-DURATION=${DURATION:-20s}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-3s}
 CONNECTIONS=${CONNECTIONS:-64}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 RECIPIENTS=${RECIPIENTS:-10000}
-# SINK=file measures trackedge without Kafka (events to a file), for comparison.
-SINK=${SINK:-kafka}
+FIXED_ROUNDS=${FIXED_ROUNDS:-3}
+FIXED_DURATION=${FIXED_DURATION:-${DURATION%s}}
+TLS=${TLS:-0}
+KEEP=${KEEP:-0}
+export PATH="$HOME/.cargo/bin:/usr/sbin:$PATH"
+secs=${DURATION%s}
 
+# --- what the run needs -----------------------------------------------------
 need=()
 command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v nginx >/dev/null || need+=(nginx-light)
+[ -f /usr/lib/x86_64-linux-gnu/rsyslog/omkafka.so ] || need+=(rsyslog-kafka)
+command -v openssl >/dev/null || need+=(openssl)
 if ((${#need[@]})); then
   echo "installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-export PATH="$HOME/.cargo/bin:/usr/sbin:$PATH"
-command -v tansu >/dev/null || cargo install tansu --locked --features dynostore,libsql
+command -v tansu >/dev/null || { echo "installing tansu (cargo install, takes a while)"; cargo install tansu --locked --features dynostore,libsql; }
+venv=$root/target/loadtest-venv
+if ! "$venv/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
+  echo "installing confluent-kafka into $venv"
+  python3 -m venv "$venv" && "$venv/bin/pip" install -q confluent-kafka
+fi
+py=$venv/bin/python
 
-echo "building release binary, corpus tool and the floor"
-cargo build --release --locked --bin trackedge --example mint_corpus 2>&1 | tail -1
-cargo build --release --manifest-path loadtest/hyper-floor/Cargo.toml --target-dir target/hyper-floor 2>&1 | tail -1
-# oha: fixed-rate load with coordinated-omission correction (wrk2 is not packaged).
-command -v oha >/dev/null || cargo install oha --locked 2>&1 | tail -1
+if [ -z "${TRACKEDGE_BIN:-}" ]; then
+  echo "building trackedge and mint_corpus (release)"
+  cargo build --release --locked --bin trackedge --example mint_corpus 2>&1 | tail -1
+  TRACKEDGE_BIN=$root/target/release/trackedge
+fi
+bin=$(realpath "$TRACKEDGE_BIN")
+MINT=$(realpath "${MINT:-$root/target/release/examples/mint_corpus}")
+floor_bin=$root/target/hyper-floor/release/hyper-floor
+if [ ! -x "$floor_bin" ] || [ loadtest/hyper-floor/src/main.rs -nt "$floor_bin" ]; then
+  echo "building the floor"
+  nice -n 19 cargo build --release --manifest-path loadtest/hyper-floor/Cargo.toml --target-dir target/hyper-floor 2>&1 | tail -1
+fi
+lrk=$root/target/peer-librdkafka
+TRACKEDGE=$root nice -n 19 loadtest/peer/build-librdkafka.sh "" "$lrk" >/dev/null
 
-work=$(mktemp -d)
+# --- processes, cleaned up by pid ---------------------------------------------
+work=$(mktemp -d /tmp/trackedge-load.XXXXXX)
 pids=()
 cleanup() {
+  local p
+  exec 7>&- 8<&- 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "$KEEP" = 1 ]; then echo "work directory kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing on port $1" >&2; return 1; }
+wait_port() { for _ in $(seq 400); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing on port $1" >&2; return 1; }
+# A process and all its descendants.
+tree() { local p c; for p in "$@"; do echo "$p"; for c in $(pgrep -P "$p" || true); do tree "$c"; done; done; }
+# utime+stime in clock ticks of the given processes (each figure covers all
+# of its threads, live and exited).
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'))); done; echo "$t"; }
+hz=$(getconf CLK_TCK)
+# Whole-machine busy ticks (all cores), and a per-process CPU snapshot to
+# name what else ran meanwhile.
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+snapshot() { python3 -c '
+import os, sys
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            s = open(f"/proc/{p}/stat").read()
+        except OSError:
+            continue
+        comm = s[s.index("(") + 1:s.rindex(")")].replace(" ", "_")
+        f = s[s.rindex(")") + 2:].split()
+        print(p, comm, int(f[11]) + int(f[12]))' >"$1"; }
+hwm_kib() { local t=0 p; for p in "$@"; do t=$((t + $(awk '/VmHWM/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
 
-secret=$(target/release/trackedge gen-key)
-echo "minting $((RECIPIENTS * 5)) signed requests for $RECIPIENTS recipients"
-target/release/examples/mint_corpus "$secret" "$RECIPIENTS" tests/fixtures/agents.tsv >"$work/corpus.tsv"
+# --- corpus and geo -------------------------------------------------------------
+secret=$(cd "$work" && "$bin" gen-key)
+echo "minting $((RECIPIENTS * 5)) signed requests for $RECIPIENTS recipients, with client addresses and geo databases"
+"$MINT" "$secret" "$RECIPIENTS" tests/fixtures/agents.tsv >"$work/corpus2.tsv"
+python3 loadtest/geo_corpus.py "$work/corpus2.tsv" "$work/corpus.tsv" "$work/geo"
+export CORPUS=$work/corpus.tsv
 
-# Kafka: a local broker, the topic created as an operator would.
+# --- Kafka ------------------------------------------------------------------------
 kport=$(free_port)
 (cd "$work" && exec tansu broker --listener-url "tcp://127.0.0.1:$kport" \
   --advertised-listener-url "tcp://127.0.0.1:$kport" --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1) &
-pids+=($!)
+kpid=$!; pids+=("$kpid")
 wait_port "$kport"
 tansu topic create --broker "tcp://127.0.0.1:$kport" --partitions 3 trackedge.events >/dev/null
+tansu topic create --broker "tcp://127.0.0.1:$kport" --partitions 3 peer.pixels >/dev/null
 
-# trackedge, full pipeline.
+# --- trackedge ---------------------------------------------------------------------
 tport=$(free_port); aport=$(free_port)
-TRACKEDGE_SERVER__LISTEN=127.0.0.1:$tport TRACKEDGE_SERVER__ADMIN_LISTEN=127.0.0.1:$aport \
-TRACKEDGE_SIGNING__KEYS="[{id=\"load\",secret=\"$secret\"}]" \
-TRACKEDGE_SINK__KIND=$SINK TRACKEDGE_SINK__FILE_PATH=$work/events.ndjson TRACKEDGE_KAFKA__BROKERS=127.0.0.1:$kport \
-TRACKEDGE_KAFKA__SPOOL_DIR=$work/spool TRACKEDGE_STATS__MAX_CAMPAIGNS=1000 \
-  target/release/trackedge serve --log-format json >"$work/trackedge.log" 2>&1 &
-tpid=$!; pids+=($tpid)
+cat >"$work/trackedge.toml" <<TOML
+[server]
+listen = "127.0.0.1:$tport"
+admin_listen = "127.0.0.1:$aport"
+trusted_proxies = ["127.0.0.1/32"]
+[signing]
+keys = [{ id = "load", secret = "$secret" }]
+[sink]
+kind = "kafka"
+[kafka]
+brokers = "127.0.0.1:$kport"
+spool_dir = "$work/spool"
+[geoip]
+city_db = "$work/geo/city.mmdb"
+asn_db = "$work/geo/asn.mmdb"
+TOML
+tls_ok=0
+if [ "$TLS" = 1 ]; then
+  if "$bin" --config "$work/trackedge.toml" check-config 2>/dev/null | grep -q '^tls_listen'; then
+    tls_ok=1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+      -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+    tsport=$(free_port)
+    sed -i "s|^admin_listen = .*|&\ntls_listen = \"127.0.0.1:$tsport\"|" "$work/trackedge.toml"
+    printf '[tls]\ncertificates = [{ cert_file = "%s", key_file = "%s" }]\n' "$work/tls.crt" "$work/tls.key" >>"$work/trackedge.toml"
+  else
+    echo "TLS=1: this trackedge has no server.tls_listen; no HTTPS rows"
+  fi
+fi
+(cd "$work" && exec "$bin" --config "$work/trackedge.toml" --log-format json serve >"$work/trackedge.log" 2>&1) &
+tpid=$!; pids+=("$tpid")
 wait_port "$tport"
 for _ in $(seq 100); do curl -sf "127.0.0.1:$aport/readyz" | grep -qx ready && break; sleep 0.1; done
-
-# CPU ticks and peak RSS, summed over the given processes.
-cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
-hwm_kib() { local t=0 p; for p in "$@"; do t=$((t + $(awk '/VmHWM/ {print $2}' "/proc/$p/status"))); done; echo "$t"; }
 metric() { curl -s "127.0.0.1:$aport/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
-run_wrk() { # label "pids" url
-  local label=$1 pid=$2 url=$3 t0 t1 out
-  # shellcheck disable=SC2086
-  t0=$(cpu_ticks $pid)
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s loadtest/corpus.lua "$url")
-  # shellcheck disable=SC2086
-  t1=$(cpu_ticks $pid)
-  echo "$out" >"$work/wrk-$label.txt"
-  local r; r=$(echo "$out" | grep '^RESULT')
-  local rps; rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
-  local secs=${DURATION%s}
-  local cpu; cpu=$(awk -v a="$t0" -v b="$t1" -v s="$secs" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", (b - a) / hz / s * 100}')
-  # shellcheck disable=SC2086
-  echo "$label $rps $cpu $(hwm_kib $pid) $r"
-}
-
-echo "warming up trackedge (5 s)"
-CORPUS=$work/corpus.tsv wrk -t"$THREADS" -c"$CONNECTIONS" -d5s -s loadtest/corpus.lua "http://127.0.0.1:$tport" >/dev/null
-drain() { for _ in $(seq 300); do [ "$(metric trackedge_sink_queue_events)" = "0" ] && return; sleep 0.1; done; }
-drain
-before_delivered=$(metric trackedge_events_delivered_total)
-before_accepted=$(metric trackedge_events_accepted_total)
-echo "driving trackedge for $DURATION with $CONNECTIONS connections"
-kpid=$(pgrep -f "tansu broker --listener-url tcp://127.0.0.1:$kport" | head -1)
-k0=$(cpu_ticks "$kpid")
-te=$(CORPUS=$work/corpus.tsv run_wrk trackedge "$tpid" "http://127.0.0.1:$tport")
-broker_cpu=$(awk -v a="$k0" -v b="$(cpu_ticks "$kpid")" -v s="${DURATION%s}" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", (b - a) / hz / s * 100}')
-
-# Let Kafka take the rest, then compare events with answers.
-drain
-delivered=$(( $(metric trackedge_events_delivered_total) - before_delivered ))
-accepted=$(( $(metric trackedge_events_accepted_total) - before_accepted ))
-
-# Latency at a fixed load: half of trackedge's peak, for both servers.
-# corpus.lua paces each connection with wrk's delay() hook; the answer time
-# adds to every pause, so a 5 s run first finds the rate to ask for.
-half=$(echo "$te" | awk '{printf "%d", $2 / 2}')
-ask_for_half() { # url: the RATE that reaches about $half requests/s
-  local got
-  got=$(RATE=$half CONNS=$CONNECTIONS wrk -t"$THREADS" -c"$CONNECTIONS" -d5s -s loadtest/corpus.lua "$1" |
-    awk '/^Requests\/sec/ {print $2}')
-  awk -v h="$half" -v g="$got" 'BEGIN {printf "%d", h * h / g}'
-}
-echo "driving trackedge at half its peak ($half requests/s) for $DURATION"
-ask=$(CORPUS=$work/corpus.tsv ask_for_half "http://127.0.0.1:$tport")
-before_delivered=$(metric trackedge_events_delivered_total)
-before_accepted=$(metric trackedge_events_accepted_total)
-te_half=$(CORPUS=$work/corpus.tsv RATE=$ask CONNS=$CONNECTIONS run_wrk trackedge "$tpid" "http://127.0.0.1:$tport")
-drain
-half_delivered=$(( $(metric trackedge_events_delivered_total) - before_delivered ))
-half_accepted=$(( $(metric trackedge_events_accepted_total) - before_accepted ))
-
-# nginx empty_gif, same settings.
+# --- nginx empty_gif, no log (and the HTTPS server beside it with TLS=1) ---------
 nport=$(free_port)
 mkdir -p "$work/nginx"
 sed -e "s|__PORT__|$nport|" -e "s|__PREFIX__|$work/nginx|" loadtest/nginx.conf >"$work/nginx/nginx.conf"
+if [ "$tls_ok" = 1 ]; then
+  nsport=$(free_port)
+  python3 - "$work/nginx/nginx.conf" "$nsport" "$work/tls.crt" "$work/tls.key" <<'PY'
+import sys
+p, port, crt, key = sys.argv[1:]
+s = open(p).read().rstrip()
+assert s.endswith("}")
+s = s[:-1] + f"""    server {{
+        listen 127.0.0.1:{port} ssl reuseport;
+        ssl_certificate {crt};
+        ssl_certificate_key {key};
+        location / {{
+            empty_gif;
+            add_header Cache-Control "no-store, no-cache, must-revalidate, max-age=0, private";
+        }}
+    }}
+}}
+"""
+open(p, "w").write(s)
+PY
+fi
 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" -g 'daemon off;' &
-npid=$!; pids+=($npid)
+npid=$!; pids+=("$npid")
 wait_port "$nport"
-echo "warming up nginx (5 s)"
-FIXED_PATH=/pixel.gif wrk -t"$THREADS" -c"$CONNECTIONS" -d5s -s loadtest/corpus.lua "http://127.0.0.1:$nport" >/dev/null
-echo "driving nginx empty_gif for $DURATION with $CONNECTIONS connections"
-# nginx's master forks the workers that serve: sum CPU and memory over them.
-nworkers=$(pgrep -P "$npid" | tr '\n' ' ')
-ng=$(FIXED_PATH=/pixel.gif run_wrk nginx "$nworkers" "http://127.0.0.1:$nport")
-echo "driving nginx at the same rate ($half requests/s) for $DURATION"
-ask=$(FIXED_PATH=/pixel.gif ask_for_half "http://127.0.0.1:$nport")
-ng_half=$(FIXED_PATH=/pixel.gif RATE=$ask CONNS=$CONNECTIONS run_wrk nginx "$nworkers" "http://127.0.0.1:$nport")
 
-# The floor: bare hyper, one runtime per core, as trackedge serves.
+# --- the floor -----------------------------------------------------------------------
 fport=$(free_port)
-MODE=percore ADDR=127.0.0.1:$fport target/hyper-floor/release/hyper-floor &
-fpid=$!; pids+=($fpid)
+MODE=percore ADDR=127.0.0.1:$fport "$floor_bin" &
+fpid=$!; pids+=("$fpid")
 wait_port "$fport"
-echo "warming up the floor (5 s)"
-FIXED_PATH=/pixel.gif wrk -t"$THREADS" -c"$CONNECTIONS" -d5s -s loadtest/corpus.lua "http://127.0.0.1:$fport" >/dev/null
-echo "driving the floor for $DURATION with $CONNECTIONS connections"
-fl=$(FIXED_PATH=/pixel.gif run_wrk floor "$fpid" "http://127.0.0.1:$fport")
 
-# Fixed rate, coordinated omission corrected: every target at half of
-# trackedge's peak; trackedge on one signed open URL of the corpus.
-fixed_rate() { # url -> "p50_ms p99_ms p999_ms requests/s"
-  oha -z "$DURATION" -q "$half" -c "$CONNECTIONS" --latency-correction --no-tui --output-format json "$1" 2>/dev/null |
-    python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["latencyPercentiles"]; print("%.3f %.3f %.3f %.0f" % (p["p50"]*1e3, p["p99"]*1e3, p["p99.9"]*1e3, d["summary"]["requestsPerSec"]))'
+# --- the peer: nginx + JSON access log + rsyslog omkafka -------------------------------
+pport=$(free_port)
+mkdir -p "$work/peer/rsyslog"
+sed -e "s|__PORT__|$pport|" -e "s|__PREFIX__|$work/peer|" loadtest/peer/nginx-rsyslog-kafka.conf >"$work/peer/nginx.conf"
+nginx -c "$work/peer/nginx.conf" -p "$work/peer" -g 'daemon off;' &
+ppid_nginx=$!; pids+=("$ppid_nginx")
+wait_port "$pport"
+PERF_KAFKA_BROKER=127.0.0.1:$kport PERF_KAFKA_TOPIC=peer.pixels PERF_NRK_DIR=$work/peer/rsyslog \
+PERF_NRK_LOG=$work/peer/access.log LD_LIBRARY_PATH=$lrk/lib \
+  rsyslogd -n -f "$root/loadtest/peer/rsyslog-kafka.conf" -i "$work/peer/rsyslogd.pid" >"$work/peer/rsyslogd.log" 2>&1 &
+rpid=$!; pids+=("$rpid")
+sleep 1
+kill -0 "$rpid" 2>/dev/null || { cat "$work/peer/rsyslogd.log"; echo "rsyslogd did not start" >&2; exit 1; }
+grep -q "$lrk/lib/librdkafka" "/proc/$rpid/maps" || { echo "rsyslogd does not run the built librdkafka" >&2; exit 1; }
+
+# --- the record counter ------------------------------------------------------------------
+mkfifo "$work/kc.in" "$work/kc.out"
+"$py" loadtest/kafka_count.py "127.0.0.1:$kport" trackedge.events:event_id peer.pixels:rid \
+  <"$work/kc.in" >"$work/kc.out" 2>"$work/kc.log" &
+pids+=($!)
+exec 7>"$work/kc.in" 8<"$work/kc.out"
+read -r -t 60 _ <&8 || { cat "$work/kc.log"; echo "the record counter did not start" >&2; exit 1; }
+# kc wait|count TOPIC [N TIMEOUT] -> sets KC="distinct records seconds"
+kc() { echo "$*" >&7; read -r -t 900 KC <&8; }
+log_lines=0; log_bytes=0
+# Lines nginx has written to the peer's access log (counted incrementally).
+peer_lines() {
+  local size; size=$(stat -c %s "$work/peer/access.log")
+  if [ "$size" -gt "$log_bytes" ]; then
+    log_lines=$((log_lines + $(tail -c +$((log_bytes + 1)) "$work/peer/access.log" | head -c $((size - log_bytes)) | wc -l)))
+    log_bytes=$size
+  fi
 }
-one_open=$(awk -F'\t' '$1 ~ /^\/o\// {print $1; exit}' "$work/corpus.tsv")
-echo "fixed rate ($half requests/s, oha, latency corrected) for $DURATION each"
-co_te=$(fixed_rate "http://127.0.0.1:$tport$one_open")
-co_ng=$(fixed_rate "http://127.0.0.1:$nport/pixel.gif")
-co_fl=$(fixed_rate "http://127.0.0.1:$fport/pixel.gif")
 
-field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'; }
-ms() { awk -v us="$1" 'BEGIN {printf "%.3f", us / 1000}'; }
-read -r _ te_rps _ <<<"$te"
-read -r _ ng_rps _ <<<"$ng"
-read -r _ fl_rps _ <<<"$fl"
-row() { # label result rss-note events
-  local _l rps cpu rss
-  read -r _l rps cpu rss _ <<<"$2"
-  echo "| $1 | $rps | $(ms "$(field "$2" p50_us)") | $(ms "$(field "$2" p99_us)") | $(ms "$(field "$2" p999_us)") | $((rss / 1024))$3 | $cpu | $(field "$2" ok) | $4 |"
+# --- one measurement -----------------------------------------------------------------------
+# measure TARGET DURATION -> appends a line to rounds.tsv; echoes it too
+#   target rps p99_us ok cpu_us_per_req broker_us_per_req window_s books_server books_kafka part
+url_of() {
+  case $1 in
+    trackedge) echo "http://127.0.0.1:$tport" ;;
+    nginx) echo "http://127.0.0.1:$nport" ;;
+    floor) echo "http://127.0.0.1:$fport" ;;
+    peer) echo "http://127.0.0.1:$pport" ;;
+    trackedge-tls) echo "https://127.0.0.1:$tsport" ;;
+    nginx-tls) echo "https://127.0.0.1:$nsport" ;;
+  esac
+}
+procs_of() {
+  case $1 in
+    trackedge | trackedge-tls) tree "$tpid" ;;
+    nginx | nginx-tls) tree "$npid" ;;
+    floor) tree "$fpid" ;;
+    peer) tree "$ppid_nginx" "$rpid" ;;
+  esac
+}
+# Waits until everything the target answered is in Kafka: sets BOOKS="answered in_kafka".
+settle() {
+  case $1 in
+    trackedge | trackedge-tls)
+      local acc
+      sleep 0.2
+      acc=$(metric trackedge_events_accepted_total)
+      kc wait trackedge.events "$acc" 300
+      BOOKS="$acc ${KC%% *}" ;;
+    peer)
+      sleep 1.2  # nginx flushes its log buffer within 1 s
+      peer_lines
+      kc wait peer.pixels "$log_lines" 600
+      BOOKS="$log_lines ${KC%% *}" ;;
+    *) BOOKS="- -" ;;
+  esac
+}
+measure() {
+  local t=$1 d=$2 procs out t0 b0 w0 m0 t1 b1 w1 m1 rps p99 ok cpu bro rs0 rs1
+  # shellcheck disable=SC2207
+  procs=($(procs_of "$t"))
+  t0=$(ticks "${procs[@]}"); b0=$(ticks "$kpid"); w0=$EPOCHREALTIME; m0=$(busy)
+  [ "$t" = peer ] && rs0=$(ticks "$rpid")
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$d" -s loadtest/corpus.lua "$(url_of "$t")")
+  settle "$t"
+  t1=$(ticks "${procs[@]}"); b1=$(ticks "$kpid"); w1=$EPOCHREALTIME; m1=$(busy)
+  [ "$t" = peer ] && rs1=$(ticks "$rpid")
+  echo "$out" >>"$work/wrk-$t.txt"
+  rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | grep '^RESULT' | tr ' ' '\n' | awk -F= '$1 == "p99_us" {print $2}')
+  ok=$(echo "$out" | grep '^RESULT' | tr ' ' '\n' | awk -F= '$1 == "ok" {print $2}')
+  cpu=$(awk -v a="$t0" -v b="$t1" -v n="$ok" -v hz="$hz" 'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / n}')
+  bro=$(awk -v a="$b0" -v b="$b1" -v n="$ok" -v hz="$hz" 'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / n}')
+  local part=-
+  [ "$t" = peer ] && part=$(awk -v a="$rs0" -v b="$rs1" -v n="$ok" -v hz="$hz" 'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / n}')
+  # machine: CPU of all cores busy over the window, in % of one core
+  local mach; mach=$(awk -v a="$m0" -v b="$m1" -v s="$w0" -v e="$w1" -v hz="$hz" 'BEGIN {printf "%.0f", (b - a) / hz / (e - s) * 100}')
+  LAST="$t $rps $p99 $ok $cpu $bro $(awk -v a="$w0" -v b="$w1" 'BEGIN {printf "%.1f", b - a}') $BOOKS $part $mach"
 }
 
-cat <<TABLE
+targets=(trackedge peer nginx floor)
+[ "$tls_ok" = 1 ] && targets+=(trackedge-tls nginx-tls)
 
-| target | requests/s | p50 ms | p99 ms | p99.9 ms | peak RSS MiB | CPU % | 2xx/3xx answers | events to Kafka |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-$(row "trackedge ($SINK sink; verify, UA, classify, stats), peak" "$te" "" "$delivered delivered of $accepted accepted")
-$(row "nginx empty_gif (no work), peak" "$ng" " (2 workers)" "-")
-$(row "floor: bare hyper, static GIF, peak" "$fl" "" "-")
-$(row "trackedge at half its peak" "$te_half" "" "$half_delivered delivered of $half_accepted accepted")
-$(row "nginx empty_gif at the same rate" "$ng_half" " (2 workers)" "-")
+echo "warming up every target ($WARMUP each)"
+for t in "${targets[@]}"; do
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s loadtest/corpus.lua "$(url_of "$t")" >/dev/null
+  settle "$t"
+done
 
-the Kafka broker (tansu) used ${broker_cpu}% CPU of the same 2 cores meanwhile
-trackedge / nginx requests/s: $(awk -v a="$te_rps" -v b="$ng_rps" 'BEGIN {printf "%.2f", a / b}'); trackedge / floor: $(awk -v a="$te_rps" -v b="$fl_rps" 'BEGIN {printf "%.2f", a / b}')
+started=$(date +%s)
+echo "$ROUNDS rounds of $DURATION per target (wrk -t$THREADS -c$CONNECTIONS), order alternating"
+echo "# round target rps p99_us answered cpu_us_per_req broker_us_per_req window_s books_server books_kafka rsyslog_us_per_req machine_busy_pct" >"$work/rounds.tsv"
+snapshot "$work/procs0"; mb0=$(busy); mw0=$EPOCHREALTIME
+for r in $(seq "$ROUNDS"); do
+  order=("${targets[@]}")
+  if ((r % 2 == 0)); then order=(); for ((i = ${#targets[@]} - 1; i >= 0; i--)); do order+=("${targets[$i]}"); done; fi
+  for t in "${order[@]}"; do
+    measure "$t" "$DURATION"
+    echo "$r $LAST" >>"$work/rounds.tsv"
+    echo "  round $r: $LAST"
+  done
+done
 
-| fixed rate $half requests/s (oha, coordinated omission corrected) | p50 ms | p99 ms | p99.9 ms | requests/s |
-| --- | ---: | ---: | ---: | ---: |
-| trackedge | $(echo "$co_te" | awk '{print $1" | "$2" | "$3" | "$4}') |
-| nginx empty_gif | $(echo "$co_ng" | awk '{print $1" | "$2" | "$3" | "$4}') |
-| floor | $(echo "$co_fl" | awk '{print $1" | "$2" | "$3" | "$4}') |
-machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -r); wrk -t$THREADS -c$CONNECTIONS -d$DURATION, loopback, client and server on the same cores
-half-load rows: wrk paced by corpus.lua's delay() hook toward $half requests/s (each connection waits between requests; no coordinated-omission correction as wrk2 has)
-TABLE
+snapshot "$work/procs1"; mb1=$(busy); mw1=$EPOCHREALTIME
+mine=" $(tree "$tpid" "$npid" "$fpid" "$ppid_nginx" "$rpid" "$kpid" | tr '\n' ' ') "
+others=$(awk -v mine="$mine" -v hz="$hz" -v secs="$(awk -v a="$mw0" -v b="$mw1" 'BEGIN {print b - a}')" '
+  NR == FNR {t0[$1] = $3; next}
+  !index(mine, " " $1 " ") {d = $3 - ($1 in t0 ? t0[$1] : 0); cpu[$2] += d}
+  END {for (c in cpu) if (cpu[c] / hz / secs > 0.02) printf "%s %.0f%%\n", c, cpu[c] / hz / secs * 100}' \
+  "$work/procs0" "$work/procs1" | sort -k2 -rn | head -8 | tr '\n' ',' | sed 's/,$//; s/,/, /g')
+machine_busy=$(awk -v a="$mb0" -v b="$mb1" -v s="$mw0" -v e="$mw1" -v hz="$hz" 'BEGIN {printf "%.0f", (b - a) / hz / (e - s) * 100}')
+
+# --- fixed rate: half of trackedge's median peak ----------------------------------------
+half=$(awk '$2 == "trackedge" {print $3}' "$work/rounds.tsv" | sort -n | awk '{v[NR] = $1} END {printf "%d", v[int((NR + 1) / 2)] / 2}')
+fixed_targets=(trackedge floor peer)
+echo "fixed rate: $half requests/s (half of trackedge's median peak), ${FIXED_DURATION}s each, $FIXED_ROUNDS rounds (loadtest/fixedrate.py)"
+echo "# round target fixedrate.py's result" >"$work/fixed.tsv"
+for r in $(seq "$FIXED_ROUNDS"); do
+  order=("${fixed_targets[@]}")
+  if ((r % 2 == 0)); then order=(peer floor trackedge); fi
+  for t in "${order[@]}"; do
+    port=$(url_of "$t"); port=${port##*:}
+    res=$(python3 loadtest/fixedrate.py --port "$port" --rate "$half" --duration "$FIXED_DURATION" \
+      --connections "$CONNECTIONS" --corpus "$CORPUS")
+    settle "$t"
+    echo "$r $t $res" >>"$work/fixed.tsv"
+    echo "  fixed $r: $t $res"
+  done
+done
+
+# --- books and summary ------------------------------------------------------------------------
+sleep 0.2
+te_acc=$(metric trackedge_events_accepted_total)
+te_del=$(metric trackedge_events_delivered_total)
+te_drop=$(curl -s "127.0.0.1:$aport/metrics" | awk '$1 ~ /^trackedge_events_dropped_total/ {s += $2} END {print s + 0}')
+kc count trackedge.events; te_kafka=$KC
+sleep 1.2; peer_lines
+kc count peer.pixels; peer_kafka=$KC
+te_rss=$(awk '/VmHWM/ {print $2}' "/proc/$tpid/status")
+peer_rss=$(hwm_kib $(tree "$ppid_nginx") "$rpid")
+nginx_rss=$(hwm_kib $(tree "$npid"))
+floor_rss=$(hwm_kib "$fpid")
+elapsed=$(($(date +%s) - started))
+
+python3 - "$work/rounds.tsv" "$work/fixed.tsv" <<PY
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if not l.startswith("#")]
+fixed = [l.split() for l in open(sys.argv[2]) if not l.startswith("#")]
+med = lambda xs: statistics.median(xs) if xs else float("nan")
+def col(t, i):
+    return [float(r[i]) for r in rows if r[1] == t and r[i] not in ("-", "")]
+names = {
+    "trackedge": "trackedge (Kafka sink, geo, agents; defaults otherwise)",
+    "peer": "peer: nginx empty_gif + JSON log + rsyslog omkafka",
+    "nginx": "nginx empty_gif (no log)",
+    "floor": "bare hyper floor (percore)",
+    "trackedge-tls": "trackedge over HTTPS",
+    "nginx-tls": "nginx empty_gif over HTTPS (no log)",
+}
+targets = [t for t in names if any(r[1] == t for r in rows)]
+m = {t: dict(rps=med(col(t, 2)), p99=med(col(t, 3)) / 1000, cpu=med(col(t, 5)), bro=med(col(t, 6)),
+             rsys=med(col(t, 10))) for t in targets}
+rounds = max(int(r[0]) for r in rows)
+print()
+print(f"| target (median of {rounds} rounds, wrk -t$THREADS -c$CONNECTIONS -d$DURATION) | req/s | p99 ms | CPU µs per answered request | broker CPU µs per request | answered (wrk, all rounds) |")
+print("| --- | ---: | ---: | ---: | ---: | --- |")
+for t in targets:
+    ok = sum(int(r[4]) for r in rows if r[1] == t)
+    bro = "%.2f" % m[t]["bro"] if t in ("trackedge", "peer", "trackedge-tls") else "–"
+    extra = " (rsyslogd %.2f)" % m[t]["rsys"] if t == "peer" else ""
+    print(f"| {names[t]} | {m[t]['rps']:,.0f} | {m[t]['p99']:.2f} | {m[t]['cpu']:.2f}{extra} | {bro} | {ok:,} |")
+fx = {}
+for r in fixed:
+    kv = dict(x.split("=", 1) for x in r[3:] if "=" in x)
+    fx.setdefault(r[1], []).append(kv)
+print()
+print(f"| fixed rate $half req/s, ${FIXED_DURATION}s, median of {len(fx.get('trackedge', []))} (fixedrate.py, coordinated omission corrected) | p50 ms | p99 ms | p99.9 ms | achieved req/s | client lag p99 µs | non-2xx/3xx + errors |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+fm = {}
+for t in ("trackedge", "floor", "peer"):
+    if t not in fx:
+        continue
+    g = lambda k: med([float(kv[k]) for kv in fx[t]])
+    fm[t] = g("p99_us") / 1000
+    bad = sum(int(kv["non2xx3xx"]) + int(kv["errors"]) for kv in fx[t])
+    print(f"| {t} | {g('p50_us') / 1000:.2f} | {g('p99_us') / 1000:.2f} | {g('p999_us') / 1000:.2f} | {g('achieved'):,.0f} | {g('lag_p99_us'):.0f} | {bad} |")
+te, pe, fl = m.get("trackedge"), m.get("peer"), m.get("floor")
+print()
+print("| issue 20 target | measured | goal |")
+print("| --- | ---: | --- |")
+print(f"| CPU per answered request, trackedge / peer | {te['cpu'] / pe['cpu']:.2f}x | < 1 |")
+print(f"| CPU per answered request, trackedge / floor | {te['cpu'] / fl['cpu']:.2f}x | ≤ 1.8 |")
+print(f"| requests/s, trackedge / peer | {te['rps'] / pe['rps']:.2f}x | > 1 |")
+if "trackedge" in fm and "floor" in fm:
+    print(f"| p99 at the fixed rate, trackedge / floor | {fm['trackedge'] / fm['floor']:.2f}x ({fm['trackedge']:.2f} / {fm['floor']:.2f} ms) | ≤ 1.15 |")
+print(f"| trackedge's peak RSS (VmHWM, whole run) | {int('$te_rss') / 1024:.0f} MiB | ≤ 64 MiB |")
+PY
+cat <<EOF
+
+books (whole run, warm-up included):
+  trackedge: $te_acc events accepted, $te_del delivered (librdkafka), $te_drop dropped; in Kafka: ${te_kafka%% *} distinct event_id of $(echo "$te_kafka" | cut -d' ' -f2) records
+  peer: $log_lines access-log lines; in Kafka: ${peer_kafka%% *} distinct \$request_id of $(echo "$peer_kafka" | cut -d' ' -f2) records
+  balanced: trackedge $([ "$te_acc" = "${te_kafka%% *}" ] && echo yes || echo NO), peer $([ "$log_lines" = "${peer_kafka%% *}" ] && echo yes || echo NO)
+peak RSS (VmHWM): trackedge $((te_rss / 1024)) MiB, peer $((peer_rss / 1024)) MiB (nginx master+workers + rsyslogd), nginx $((nginx_rss / 1024)) MiB, floor $((floor_rss / 1024)) MiB
+machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -r); load, client and broker share the cores; $elapsed s of rounds
+during the rounds the machine was ${machine_busy}% busy (of $(($(nproc) * 100))%); besides the targets and the broker (wrk included): ${others:-nothing over 2%}
+per-round figures: $work/rounds.tsv (KEEP=1 keeps it)
+EOF
+cp "$work/rounds.tsv" "$work/fixed.tsv" "$root/target/" 2>/dev/null || true
