@@ -217,20 +217,22 @@ pub fn handle<B>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body>
         }
         "/livez" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         "/readyz" | "/healthz" => {
+            use health::Readiness;
             let ready = health::readiness(app.lifecycle().phase(), app.sink().as_ref());
-            let tls_note = app.tls().and_then(|t| t.note());
-            let ready = ready.map(|note| match (note, tls_note) {
-                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-                (a, b) => a.or(b),
-            });
+            // TLS trouble (an ACME CA away) degrades too, never unreadies.
+            let ready = match (ready, app.tls().and_then(|t| t.note())) {
+                (Readiness::Ready, Some(b)) => Readiness::Degraded(b),
+                (Readiness::Degraded(a), Some(b)) => Readiness::Degraded(format!("{a}; {b}")),
+                (r, _) => r,
+            };
             match ready {
-                Ok(None) => text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
-                Ok(Some(why)) => text(
+                Readiness::Ready => text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
+                Readiness::Degraded(why) => text(
                     StatusCode::OK,
                     "text/plain; charset=utf-8",
                     format!("ready, degraded: {why}\n"),
                 ),
-                Err(why) => text(
+                Readiness::Unready(why) => text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain; charset=utf-8",
                     format!("not ready: {why}\n"),

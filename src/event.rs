@@ -81,6 +81,11 @@ pub struct Agent {
 }
 
 /// The parsed User-Agent; shared so a cache can hand out one copy.
+///
+/// Its JSON is written once, when the cache parses a new User-Agent
+/// ([`UserAgent::seal`]), and copied into every event that carries it: the
+/// raw string is the longest text of an event, and escaping it again for
+/// every request was a good part of the encoding's cost.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UserAgent {
     pub raw: String,
@@ -96,6 +101,40 @@ pub struct UserAgent {
     pub category: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
+}
+
+/// A [`UserAgent`] with its JSON written once.
+#[derive(Debug, Clone)]
+pub struct SealedUserAgent {
+    pub ua: UserAgent,
+    json: Box<serde_json::value::RawValue>,
+}
+
+impl UserAgent {
+    /// Writes the JSON once; events then copy it as it is.
+    pub fn seal(self) -> SealedUserAgent {
+        let json = serde_json::value::to_raw_value(&self).expect("a User-Agent always serializes");
+        SealedUserAgent { ua: self, json }
+    }
+}
+
+impl std::ops::Deref for SealedUserAgent {
+    type Target = UserAgent;
+    fn deref(&self) -> &UserAgent {
+        &self.ua
+    }
+}
+
+impl PartialEq for SealedUserAgent {
+    fn eq(&self, other: &Self) -> bool {
+        self.ua == other.ua
+    }
+}
+
+impl Serialize for SealedUserAgent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(s)
+    }
 }
 
 /// Geo facts looked up on the full client address.
@@ -161,7 +200,7 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub geo: Option<Geo>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ua: Option<Arc<UserAgent>>,
+    pub ua: Option<Arc<SealedUserAgent>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<Agent>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -229,6 +268,28 @@ mod tests {
         assert_eq!(obj["event_id"].as_str().unwrap().len(), 36);
         assert!(!obj.contains_key("recipient"));
         assert!(obj.values().all(|v| !v.is_null()));
+    }
+
+    #[test]
+    fn a_sealed_user_agent_encodes_as_its_fields_did() {
+        let ua = UserAgent {
+            raw: "Mozilla/5.0 \"quoted\" \u{1}".into(),
+            name: Some("Chrome".into()),
+            version: None,
+            os: Some("Windows 10".into()),
+            os_version: None,
+            category: Some("pc".into()),
+            vendor: None,
+        };
+        let plain = serde_json::to_string(&ua).unwrap();
+        let mut e = Event::new(EventType::Open, 0, "GET");
+        e.ua = Some(Arc::new(ua.clone().seal()));
+        let v: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
+        assert_eq!(
+            v["ua"],
+            serde_json::from_str::<serde_json::Value>(&plain).unwrap()
+        );
+        assert_eq!(v["ua"]["raw"], "Mozilla/5.0 \"quoted\" \u{1}");
     }
 
     #[test]

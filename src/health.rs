@@ -52,13 +52,26 @@ impl Lifecycle {
 /// once, and a fleet that all turned unready would break every pixel and
 /// link it serves; the node answers on and says what is wrong.
 /// Mirrors the sink's state in `trackedge_sink_up`.
-pub fn readiness(phase: Phase, sink: &dyn Sink) -> Result<Option<String>, String> {
+pub fn readiness(phase: Phase, sink: &dyn Sink) -> Readiness {
     match phase {
-        Phase::Starting => return Err("starting".into()),
-        Phase::Draining => return Err("shutting down".into()),
-        Phase::Ready => {}
+        Phase::Starting => Readiness::Unready("starting"),
+        Phase::Draining => Readiness::Unready("shutting down"),
+        Phase::Ready => match sink_note(sink) {
+            None => Readiness::Ready,
+            Some(why) => Readiness::Degraded(why),
+        },
     }
-    Ok(sink_note(sink))
+}
+
+/// What `/readyz` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Serving, and events reach the sink.
+    Ready,
+    /// Serving, with sink trouble said in words.
+    Degraded(String),
+    /// Not to be sent traffic (503), and why.
+    Unready(&'static str),
 }
 
 /// What is wrong with the sink, if anything; sets `trackedge_sink_up`.

@@ -14,7 +14,7 @@ use dashmap::DashMap;
 use metrics::{counter, Counter};
 
 use super::agent::{Classifier, UaVerdict};
-use crate::event::UserAgent;
+use crate::event::{SealedUserAgent, UserAgent};
 use crate::metrics::UA_CACHE_EVICTIONS;
 
 /// Longest User-Agent kept; real ones are a few hundred bytes.
@@ -30,7 +30,7 @@ fn known(s: &str) -> Option<String> {
 /// A parsed and classified User-Agent.
 #[derive(Debug, Clone)]
 pub struct UaInfo {
-    pub ua: Arc<UserAgent>,
+    pub ua: Arc<SealedUserAgent>,
     pub verdict: UaVerdict,
 }
 
@@ -48,8 +48,9 @@ impl Default for UaParser {
 }
 
 impl UaParser {
-    /// The `ua` object for a raw header value (already lossily decoded).
-    pub fn parse(&self, raw: &str) -> Arc<UserAgent> {
+    /// The `ua` object for a raw header value (already lossily decoded),
+    /// its JSON written once.
+    pub fn parse(&self, raw: &str) -> Arc<SealedUserAgent> {
         let raw = truncate(raw, MAX_UA_BYTES);
         let mut ua = UserAgent {
             raw: raw.to_owned(),
@@ -68,7 +69,7 @@ impl UaParser {
             ua.category = known(r.category);
             ua.vendor = known(r.vendor);
         }
-        Arc::new(ua)
+        Arc::new(ua.seal())
     }
 }
 

@@ -134,9 +134,11 @@ impl Loaded {
 
 /// Names (subjectAltName DNS entries, or the CN when there are none) and
 /// validity of a DER certificate.
-fn leaf_facts(der: &CertificateDer<'_>) -> Result<(Vec<String>, i64, i64), String> {
+fn leaf_facts(
+    der: &CertificateDer<'_>,
+) -> Result<(Vec<String>, i64, i64), x509_parser::nom::Err<x509_parser::error::X509Error>> {
     use x509_parser::extensions::GeneralName;
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)?;
     let mut names: Vec<String> = match cert.subject_alternative_name() {
         Ok(Some(san)) => san
             .value
@@ -148,7 +150,7 @@ fn leaf_facts(der: &CertificateDer<'_>) -> Result<(Vec<String>, i64, i64), Strin
             })
             .collect(),
         Ok(None) => Vec::new(),
-        Err(e) => return Err(format!("bad subjectAltName: {e}")),
+        Err(e) => return Err(x509_parser::nom::Err::Failure(e)),
     };
     if names.is_empty() {
         // Browsers ignore the CN; it is kept for clients without SNI only.

@@ -70,13 +70,18 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
+/// Vendored pattern data that does not compile: which list, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}: {1}")]
+pub(crate) struct DataError(&'static str, regex::Error);
+
 impl Person {
     /// `generic` is the generic pattern list (Rust syntax, one a line).
-    pub(crate) fn new(generic: Option<&str>) -> Result<Person, String> {
+    pub(crate) fn new(generic: Option<&str>) -> Result<Person, DataError> {
         let bots = RegexSetBuilder::new(lines(BOT_MATCHERS))
             .size_limit(REGEX_SIZE_LIMIT)
             .build()
-            .map_err(|e| format!("uap-core bot matchers: {e}"))?;
+            .map_err(|e| DataError("uap-core bot matchers", e))?;
         let words = match generic {
             Some(text) => {
                 let joined = lines(text)
@@ -89,7 +94,7 @@ impl Person {
                         .case_insensitive(true)
                         .size_limit(REGEX_SIZE_LIMIT)
                         .build()
-                        .map_err(|e| format!("generic word patterns: {e}"))?,
+                        .map_err(|e| DataError("generic word patterns", e))?,
                 )
             }
             None => None,

@@ -300,7 +300,7 @@ impl Rules {
             .build()
             .map_err(|e| err(file_key.as_str(), format!("ua patterns: {e}")))?;
         let person = Person::new(file.generic.as_ref().and(patterns.as_deref()))
-            .map_err(|e| err(file_key.as_str(), e))?;
+            .map_err(|e| err(file_key.as_str(), e.to_string()))?;
         let generic = match (file.generic, patterns) {
             (Some(g), Some(text)) => {
                 let list: Vec<&str> = text

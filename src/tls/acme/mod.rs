@@ -273,7 +273,7 @@ impl Acme {
         self.rt.spawn(async move {
             let result = tokio::time::timeout(ORDER_TIMEOUT, me.obtain(&name))
                 .await
-                .unwrap_or_else(|_| Err("the order took too long".into()));
+                .unwrap_or_else(|_| Err(String::from("the order took too long").into()));
             me.settle(&name, result);
             me.lock().running.remove(&name);
             let _ = tx.send(true);
@@ -283,7 +283,7 @@ impl Acme {
     }
 
     /// Records an order's outcome: counters, metric, backoff.
-    fn settle(&self, name: &str, result: Result<(), String>) {
+    fn settle(&self, name: &str, result: Result<(), order::AcmeError>) {
         let mut st = self.lock();
         match result {
             Ok(()) => {
@@ -301,7 +301,7 @@ impl Acme {
                 f.times += 1;
                 let wait = retry_wait(f.times);
                 f.retry_at = Instant::now() + wait;
-                f.why = why.clone();
+                f.why = why.to_string();
                 self.counts.orders_failed.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(ACME_ORDERS, "result" => "error").increment(1);
                 tracing::warn!(
@@ -315,7 +315,7 @@ impl Acme {
     }
 
     /// One order for `name`, start to cache.
-    async fn obtain(&self, name: &str) -> Result<(), String> {
+    async fn obtain(&self, name: &str) -> Result<(), order::AcmeError> {
         let account = self.account().await?;
         let (chain, key) =
             order::order(&account, name, &self.challenges, self.cfg.challenge).await?;
@@ -336,13 +336,13 @@ impl Acme {
         Ok(())
     }
 
-    async fn account(&self) -> Result<Account, String> {
+    async fn account(&self) -> Result<Account, order::AcmeError> {
         let mut slot = self.account.lock().await;
         if let Some(a) = &*slot {
             return Ok(a.clone());
         }
         let made = order::account(&self.cfg, &self.http, &self.cache).await;
-        self.lock().account_error = made.as_ref().err().cloned();
+        self.lock().account_error = made.as_ref().err().map(|e| e.to_string());
         let (a, created) = made?;
         if created {
             self.counts.accounts_created.fetch_add(1, Ordering::Relaxed);

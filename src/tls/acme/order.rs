@@ -22,6 +22,17 @@ use crate::tls::certs::provider;
 use crate::tls::config::{AcmeConfig, Challenge};
 use crate::tls::TlsError;
 
+/// Why an ACME step failed, in words for the log and `/readyz`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct AcmeError(pub String);
+
+impl From<String> for AcmeError {
+    fn from(s: String) -> AcmeError {
+        AcmeError(s)
+    }
+}
+
 /// The HTTPS client for the CA.
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
 
@@ -76,7 +87,7 @@ pub async fn account(
     cfg: &AcmeConfig,
     http: &HttpClient,
     cache: &Cache,
-) -> Result<(Account, bool), String> {
+) -> Result<(Account, bool), AcmeError> {
     let url = &cfg.directory_url;
     if let Some(json) = cache.account(url) {
         match serde_json::from_str::<AccountCredentials>(&json) {
@@ -134,7 +145,7 @@ pub async fn order(
     name: &str,
     challenges: &Arc<Challenges>,
     prefer: Challenge,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), AcmeError> {
     let ids = [Identifier::Dns(name.to_owned())];
     let mut order = account
         .new_order(&NewOrder::new(&ids))
@@ -154,16 +165,16 @@ pub async fn order(
         match authz.status {
             AuthorizationStatus::Pending => {}
             AuthorizationStatus::Valid => continue,
-            other => return Err(format!("authorization for {name} is {other:?}")),
+            other => return Err(AcmeError(format!("authorization for {name} is {other:?}"))),
         }
         let Some(kind) = order_of
             .iter()
             .find(|t| authz.challenges.iter().any(|c| c.r#type == **t))
             .cloned()
         else {
-            return Err(format!(
+            return Err(AcmeError(format!(
                 "the CA offers neither tls-alpn-01 nor http-01 for {name}"
-            ));
+            )));
         };
         let mut ch = authz
             .challenge(kind.clone())
@@ -186,7 +197,9 @@ pub async fn order(
         .await
         .map_err(|e| format!("validation: {e}"))?;
     if status != OrderStatus::Ready {
-        return Err(format!("order for {name} is {status:?}, not ready"));
+        return Err(AcmeError(format!(
+            "order for {name} is {status:?}, not ready"
+        )));
     }
     drop(published);
     let key = order
