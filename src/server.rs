@@ -42,8 +42,10 @@ use crate::watchdog::{self, Activity, Watched};
 /// kubelet's probes (which would restart the pod).
 const ADMIN_MAX_CONNECTIONS: usize = 512;
 /// Admin connections one address may hold: a scraper or the kubelet needs
-/// a handful; one client must not take the probes' slots.
-const ADMIN_MAX_PER_ADDRESS: usize = 16;
+/// a handful; one client must not take the probes' slots (a quarter of
+/// them at most, each for at most [`ADMIN_FIRST_BYTE`] when silent). Room
+/// is left for a prober that shares an address with idle clients.
+const ADMIN_MAX_PER_ADDRESS: usize = ADMIN_MAX_CONNECTIONS / 4;
 /// Scrapers and probes ask and go: an admin connection without a request
 /// for this long is closed.
 const ADMIN_IDLE: Duration = Duration::from_secs(5);
