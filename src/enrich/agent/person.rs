@@ -4,13 +4,17 @@
 //! A User-Agent is a person's when
 //!
 //! 1. it parses as a browser on a platform (woothee: a browser family with
-//!    a known OS, category pc, smartphone, mobile phone or appliance), or
-//!    as an app on a phone's own HTTP stack (`Dalvik/…` on Android,
-//!    `CFNetwork/… Darwin/…` on Apple systems); and
+//!    a known OS, category pc, smartphone, mobile phone or appliance), or it
+//!    starts with a known browser or mail client and a plausible version
+//!    (`w3m/0.52`), or a `Mozilla/` string carries one, or it carries a
+//!    device standard's token ([`DEVICE_TOKENS`]); an app's own HTTP stack
+//!    (`Dalvik/…`, `CFNetwork/…`) is not enough, and something unknown in
+//!    front of `Mozilla/` (`Anonymous, Mozilla/5.0 …`) rules it out; and
 //! 2. it does not name a machine: none of uap-core's generic bot matchers
 //!    (`…bot/1.0`, `…spider`, `…crawler`) matches, and the isbot word
 //!    patterns find nothing in what is left once the person's software is
-//!    taken out: the product tokens uap-core knows and the device model in
+//!    taken out: the product names uap-core and device-detector know, their
+//!    versions, and the device model in
 //!    the platform comment (`Android 14; Radar Deluxe`, `IEMobile/9.0; HTC;
 //!    Radar 4G`), where a phone's name is no evidence of anything.
 //!
@@ -21,7 +25,9 @@
 //! signals (network, HEAD, timing, bursts) still decide before and after.
 //!
 //! Data: `agents/vendor/uap-core/` (Apache-2.0), generated from uap-core's
-//! `regexes.yaml` by `scripts/agents_uap.py`.
+//! `regexes.yaml` by `scripts/agents_uap.py`; `agents/vendor/device-detector/`
+//! (LGPL-3.0, vendored as data), generated from device-detector's client
+//! lists by `scripts/agents_dd.py`.
 
 use std::collections::HashSet;
 
