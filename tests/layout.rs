@@ -78,7 +78,7 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
             if let Some(group) = after.strip_prefix("::{") {
                 let group = group.split('}').next().unwrap();
                 for item in group.split(',') {
-                    let item = item.trim().split_whitespace().next().unwrap_or("");
+                    let item = item.split_whitespace().next().unwrap_or("");
                     uses.insert(format!("{base}::{item}"));
                 }
             }

@@ -126,7 +126,7 @@ impl ProducerContext for Callbacks {
                 if !is_purge(code) {
                     self.shared
                         .connectivity
-                        .set_degraded(Trouble::NotAcknowledging, &e);
+                        .set_degraded(Trouble::NotAcknowledging, e);
                 }
                 if breaks_producer(code) {
                     self.shared
