@@ -40,6 +40,7 @@ const FAMILIES: &str = include_str!("../../../agents/vendor/uap-core/families.tx
 const BOT_MATCHERS: &str = include_str!("../../../agents/vendor/uap-core/bot-matchers.txt");
 const DD_BROWSERS: &str = include_str!("../../../agents/vendor/device-detector/browsers.txt");
 const DD_APPS: &str = include_str!("../../../agents/vendor/device-detector/apps.txt");
+const DD_LIBRARIES: &str = include_str!("../../../agents/vendor/device-detector/libraries.txt");
 
 /// The tokens of the User-Agent grammar itself, which every browser of the
 /// last twenty years sends and uap-core does not list as a family
@@ -84,6 +85,8 @@ pub(crate) struct Person {
     families: HashSet<Box<str>>,
     /// Browsers and mail clients that may lead a string ([`norm`]).
     leading: HashSet<Box<str>>,
+    /// HTTP libraries, SDKs and tools ([`norm`]): a machine's product.
+    libraries: HashSet<Box<str>>,
     /// uap-core's generic bot matchers.
     bots: RegexSet,
     /// The generic list's word patterns (those not anchored to the whole
@@ -130,6 +133,7 @@ impl Person {
                 .map(|n| norm(n).into_boxed_str())
                 .collect(),
             leading: lines(DD_BROWSERS).map(Box::from).collect(),
+            libraries: lines(DD_LIBRARIES).map(Box::from).collect(),
             bots,
             words,
         })
@@ -139,12 +143,21 @@ impl Person {
     pub(crate) fn recognises(&self, ua: &str) -> bool {
         let lower = ua.to_ascii_lowercase();
         let device = DEVICE_TOKENS.iter().any(|t| lower.contains(t));
-        if !device && !self.platform(ua) {
+        if (!device && !self.platform(ua)) || self.names_library(ua) {
             return false;
         }
         let residue = self.residue(ua);
         !self.bots.is_match(&residue)
             && (device || !self.words.as_ref().is_some_and(|w| w.is_match(&residue)))
+    }
+
+    /// A product token of `ua` names an HTTP library, SDK or tool
+    /// (device-detector's list: `containerd/1.5`, `Dart/2.16`, `jsdom/15`).
+    pub(crate) fn names_library(&self, ua: &str) -> bool {
+        ua.split_whitespace().any(|t| {
+            t.split_once('/')
+                .is_some_and(|(n, _)| self.libraries.contains(norm(n).as_str()))
+        })
     }
 
     fn known(&self, token: &str) -> bool {

@@ -19,10 +19,6 @@ use crate::event::{AgentKind, EventType};
 /// The built-in rules and the generic pattern list they name.
 const BUILTIN_RULES: &str = include_str!("../../../agents/agents.toml");
 const BUILTIN_PATTERNS: &str = include_str!("../../../agents/vendor/isbot/patterns-rust.txt");
-/// HTTP libraries, SDKs and tools by device-detector's regexes, added to the
-/// built-in generic list (`agents/vendor/device-detector/`, LGPL-3.0 data).
-const BUILTIN_LIBRARIES: &str =
-    include_str!("../../../agents/vendor/device-detector/libraries-rust.txt");
 /// Where `[generic].patterns` of the built-in file points.
 const BUILTIN_PATTERNS_PATH: &str = "vendor/isbot/patterns-rust.txt";
 
@@ -222,9 +218,7 @@ impl Rules {
             let f: RulesFile = toml::from_str(BUILTIN_RULES)
                 .map_err(|e| err("agent.rules_file", format!("built-in rules: {e}")))?;
             let p = match &f.generic {
-                Some(g) if g.patterns == BUILTIN_PATTERNS_PATH => {
-                    Some(format!("{BUILTIN_PATTERNS}\n{BUILTIN_LIBRARIES}"))
-                }
+                Some(g) if g.patterns == BUILTIN_PATTERNS_PATH => Some(BUILTIN_PATTERNS.to_owned()),
                 Some(_) => return Err(err("agent.rules_file", "built-in generic path")),
                 None => None,
             };
