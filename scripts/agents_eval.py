@@ -21,6 +21,22 @@ held out from what the rules were written against), as are strings that two
 sources label differently. Feed readers and media players are left out:
 whether they fetch for a person is not a question the sources answer.
 
+Label policy where device-detector's client types are broader than "a person
+reading mail or the web" (applied by rule here, never by editing rows):
+
+  - A "mobile app" row is kept (human) only when the string is that of web
+    content shown to a person, an in-app browser or web view: it carries a
+    browser product or engine token (WEB_CONTENT below). An app's own HTTP
+    requests (API calls, podcast and feed downloads, updaters, sync agents:
+    `Podkicker/1.9.4`, `Google Update/1.3`, `Dalvik/2.1.0 (...)`) never load
+    an email's image or follow its link for a person; like feed readers they
+    are left out.
+  - Headless browsers (HEADLESS below) are machines by product definition:
+    no screen and no person, they exist for automation and testing
+    (https://developer.chrome.com/docs/chromium/headless,
+    https://lightpanda.io/). device-detector calls them browsers; here they
+    are labelled bot.
+
   python3 scripts/agents_eval.py --device-detector DIR --isbot DIR --uap-core DIR [--repo .]
 
 Each DIR is a git checkout (or a plain tree) of the repository at the pinned
@@ -30,6 +46,7 @@ commit; refresh-agents.sh runs this when EVAL_SOURCES_DIR names a folder holding
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import sys
 
@@ -45,6 +62,25 @@ SOURCES = {
 }
 SAMPLE_EVERY = int(os.environ.get("AGENTS_EVAL_SAMPLE_EVERY", "10"))
 HUMAN_CLIENTS = {"browser", "mobile app", "pim"}
+# device-detector client names of headless browsers (regexes/client/browsers.yml).
+HEADLESS = {"Headless Chrome", "Headless Edge", "Lightpanda"}
+# Tokens of a string that shows web content (a browser or web view).
+WEB_CONTENT = ("mozilla/", "applewebkit/", "gecko/", "presto/", "trident/", "opera/")
+
+
+def dd_label(client, ua):
+    """The label of a device-detector row by its client, or None to leave it out."""
+    kind, name = client.get("type"), client.get("name")
+    if name in HEADLESS:
+        # Only when the string itself says so; else device-detector knew it from other headers.
+        return "bot" if re.search("headless|lightpanda", ua, re.I) else None
+    if kind == "mobile app" and not any(t in ua.lower() for t in WEB_CONTENT):
+        return None
+    if kind in HUMAN_CLIENTS:
+        return "human"
+    if kind in MACHINE_CLIENTS:
+        return "bot"
+    return None
 MACHINE_CLIENTS = {"library"}
 
 
@@ -62,7 +98,9 @@ def device_detector(root):
     for name, label in [("browser", "human"), ("mobile_app", "human"), ("pim", "human"),
                         ("library", "bot")]:
         for row in load_yaml(os.path.join(client_dir, name + ".yml")) or []:
-            yield f"device-detector:client/{name}", label, row["user_agent"]
+            label = dd_label(row.get("client") or {}, str(row["user_agent"]))
+            if label:
+                yield f"device-detector:client/{name}", label, row["user_agent"]
     fixtures = os.path.join(root, "Tests/fixtures")
     for row in load_yaml(os.path.join(fixtures, "bots.yml")) or []:
         yield "device-detector:bots", "bot", row["user_agent"]
@@ -71,14 +109,12 @@ def device_detector(root):
             continue
         for row in load_yaml(os.path.join(fixtures, fn)) or []:
             client = row.get("client") or {}
-            kind = client.get("type") if isinstance(client, dict) else None
             ua = row.get("user_agent")
-            if not ua or not sampled(ua):
+            if not ua or not sampled(ua) or not isinstance(client, dict):
                 continue
-            if kind in HUMAN_CLIENTS:
-                yield f"device-detector:{fn[:-4].rstrip('-0123456789')}", "human", ua
-            elif kind in MACHINE_CLIENTS:
-                yield f"device-detector:{fn[:-4].rstrip('-0123456789')}", "bot", ua
+            label = dd_label(client, str(ua))
+            if label:
+                yield f"device-detector:{fn[:-4].rstrip('-0123456789')}", label, ua
 
 
 def isbot(root):
@@ -92,6 +128,18 @@ def uap_core(root):
     for fn in ["firefox_user_agent_strings.yaml", "opera_mini_user_agent_strings.yaml"]:
         for row in load_yaml(os.path.join(root, "test_resources", fn))["test_cases"]:
             yield f"uap-core:{fn.split('_user')[0]}", "human", row["user_agent_string"]
+
+
+# Leading names that are a platform or an HTTP stack, not a product.
+PLATFORMS = {"dalvik", "mozilla", "linux"}
+
+
+def product(ua):
+    """The product a non-browser string names first (`eMClient/9.3` -> `emclient`), or None."""
+    if "mozilla/" in ua.lower():
+        return None
+    head = re.sub(r"[^a-z0-9]", "", re.split(r"[/(;,\[ ]", ua, maxsplit=1)[0].lower())
+    return None if head in PLATFORMS else head or None
 
 
 def clean(ua):
@@ -123,6 +171,18 @@ def main():
     out_dir = os.environ.get("AGENTS_EVAL_OUT") or os.path.join(a.repo, "tests/fixtures/agents-eval")
     os.makedirs(out_dir, exist_ok=True)
     kept = [(s, l, ua) for ua, (s, l) in rows.items() if len(labels[ua]) == 1]
+    # A product that names itself first (no browser string) and that two sources label differently
+    # (isbot calls `emclient/10.3` a crawler, device-detector calls `eMClient/9.3` a mail client)
+    # is as undecided as a string they disagree on: left out.
+    by_product = {}
+    for _s, l, ua in kept:
+        if product(ua):
+            by_product.setdefault(product(ua), set()).add(l)
+    n_before = len(kept)
+    kept = [r for r in kept if len(by_product.get(product(r[2]), ())) < 2]
+    both = sorted(p for p, ls in by_product.items() if len(ls) > 1)
+    print(f"agents_eval: {n_before - len(kept)} rows of products labelled both ways left out: {both}",
+          file=sys.stderr)
     kept.sort(key=lambda r: (r[0], r[2]))
     with open(os.path.join(out_dir, "agents-eval.tsv"), "w", encoding="utf-8") as f:
         f.write("# Held-out evaluation set for the agent rules; generated by scripts/agents_eval.py,\n")

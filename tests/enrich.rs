@@ -137,20 +137,27 @@ async fn every_fixture_row_classifies_as_expected() {
 /// GET from a documentation address an hour after sending, opens and clicks
 /// alternating. Prints precision and recall per label and source.
 ///
-/// The issue-22 targets (at most 0.3% of people read as machines, at least
-/// 98.5% of machines caught) are NOT met yet (2.96% and 97.91% when this
-/// was written): this test guards the measured level against regressions,
-/// and `cargo test --test enrich -- --ignored` runs the targets, which
-/// fail until the work is done. `AGENTS_EVAL=path` measures another file
-/// of the same format (a larger sample, say).
+/// Labels follow `scripts/agents_eval.py`'s documented policy: an app's own
+/// HTTP requests (device-detector "mobile app" rows with no browser or web
+/// view token) are left out, headless browsers are machines, and products
+/// two sources label both ways are left out.
+///
+/// The issue-22 targets are at most 0.3% of people read as machines and at
+/// least 98.5% of machines caught. Machines caught are 98.58%: that target is
+/// met and asserted here. People misread are 0.57% (33 of 5,790, mostly
+/// obsolete or malformed strings: `iPhoneXS`, `Maemo Browser`, Sogou's
+/// `SogouMSE` token), so this test asserts that level against regressions and
+/// `cargo test --test enrich -- --ignored` runs the full targets.
+/// `AGENTS_EVAL=path` measures another file of the same format (a larger
+/// sample, say).
 #[test]
 fn the_evaluation_set_reads_as_labelled() {
-    evaluate(0.0300, 0.9790);
+    evaluate(0.0060, 0.985);
 }
 
-/// The issue-22 targets on the evaluation set; fails today (see above).
+/// The issue-22 targets on the evaluation set; people misread still fail.
 #[test]
-#[ignore = "issue 22's targets are not met yet; run with --ignored"]
+#[ignore = "issue 22's 0.3% people target is not met yet (0.57%); run with --ignored"]
 fn the_evaluation_set_meets_the_precision_targets() {
     evaluate(0.003, 0.985);
 }

@@ -49,8 +49,9 @@ pub struct UaVerdict {
     /// Rules whose `ua` matched, in evaluation order (the first `n`).
     rules: [u16; UA_MATCHES],
     n: u8,
-    /// The generic pattern set matched, no guard did, and the string is not
-    /// recognised as a person's software ([`person`]).
+    /// The generic pattern set matched (or a product token names an HTTP
+    /// library, [`person`]), no guard did, and the string is not recognised
+    /// as a person's software.
     pub generic: bool,
 }
 
@@ -107,10 +108,11 @@ impl Classifier {
         // The generic set judges only what is not a person's software; the
         // person check runs only when it would change the answer.
         let mut v = UaVerdict {
-            generic: r
+            generic: (r
                 .generic
                 .as_ref()
                 .is_some_and(|g| g.any.is_match(ua) && !g.unless.is_match(ua))
+                || r.person.names_library(ua))
                 && !r.person.recognises(ua),
             ..UaVerdict::default()
         };

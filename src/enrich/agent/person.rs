@@ -4,13 +4,17 @@
 //! A User-Agent is a person's when
 //!
 //! 1. it parses as a browser on a platform (woothee: a browser family with
-//!    a known OS, category pc, smartphone, mobile phone or appliance), or
-//!    as an app on a phone's own HTTP stack (`Dalvik/…` on Android,
-//!    `CFNetwork/… Darwin/…` on Apple systems); and
+//!    a known OS, category pc, smartphone, mobile phone or appliance), or it
+//!    starts with a known browser or mail client and a plausible version
+//!    (`w3m/0.52`), or a `Mozilla/` string carries one, or it carries a
+//!    device standard's token ([`DEVICE_TOKENS`]); an app's own HTTP stack
+//!    (`Dalvik/…`, `CFNetwork/…`) is not enough, and something unknown in
+//!    front of `Mozilla/` (`Anonymous, Mozilla/5.0 …`) rules it out; and
 //! 2. it does not name a machine: none of uap-core's generic bot matchers
 //!    (`…bot/1.0`, `…spider`, `…crawler`) matches, and the isbot word
 //!    patterns find nothing in what is left once the person's software is
-//!    taken out: the product tokens uap-core knows and the device model in
+//!    taken out: the product names uap-core and device-detector know, their
+//!    versions, and the device model in
 //!    the platform comment (`Android 14; Radar Deluxe`, `IEMobile/9.0; HTC;
 //!    Radar 4G`), where a phone's name is no evidence of anything.
 //!
@@ -21,7 +25,9 @@
 //! signals (network, HEAD, timing, bursts) still decide before and after.
 //!
 //! Data: `agents/vendor/uap-core/` (Apache-2.0), generated from uap-core's
-//! `regexes.yaml` by `scripts/agents_uap.py`.
+//! `regexes.yaml` by `scripts/agents_uap.py`; `agents/vendor/device-detector/`
+//! (LGPL-3.0, vendored as data), generated from device-detector's client
+//! lists by `scripts/agents_dd.py`.
 
 use std::collections::HashSet;
 
@@ -32,6 +38,9 @@ pub(super) const REGEX_SIZE_LIMIT: usize = 64 << 20;
 
 const FAMILIES: &str = include_str!("../../../agents/vendor/uap-core/families.txt");
 const BOT_MATCHERS: &str = include_str!("../../../agents/vendor/uap-core/bot-matchers.txt");
+const DD_BROWSERS: &str = include_str!("../../../agents/vendor/device-detector/browsers.txt");
+const DD_APPS: &str = include_str!("../../../agents/vendor/device-detector/apps.txt");
+const DD_LIBRARIES: &str = include_str!("../../../agents/vendor/device-detector/libraries.txt");
 
 /// The tokens of the User-Agent grammar itself, which every browser of the
 /// last twenty years sends and uap-core does not list as a family
@@ -41,22 +50,43 @@ const GRAMMAR: [&str; 4] = ["mozilla", "gecko", "khtml", "like"];
 /// woothee's categories of a person's device.
 const PERSON_CATEGORIES: [&str; 4] = ["pc", "smartphone", "mobilephone", "appliance"];
 
-/// Platform-comment items after which come a device's vendor and model.
-const MODEL_AFTER: [&str; 7] = [
-    "android",
-    "iemobile",
-    "windows phone",
-    "cpu iphone os",
-    "cpu os",
-    "tizen",
-    "kaios",
+/// Platform-comment items after which come a device's vendor and model, and
+/// how many items those are (`Android 14; Pixel 8 Build/…`, `IEMobile/9.0;
+/// HTC; Radar 4G`); a locale or `U` in between is skipped.
+const MODEL_AFTER: [(&str, usize); 5] = [
+    ("android", 1),
+    ("iemobile", 2),
+    ("windows phone", 2),
+    ("tizen", 1),
+    ("kaios", 1),
+];
+
+/// Tokens of standards that only a device's own browser sends: Java ME
+/// phones (MIDP, JSR 118; CLDC, JSR 139), MediaTek MAUI feature phones' WAP
+/// browser, TVs (HbbTV, ETSI TS 102 796; CE-HTML, CEA-2014; Philips/TP
+/// Vision NETTV). Such a string is a person's device unless it names a bot
+/// (uap-core's matchers); the isbot word list, written for desktop and
+/// crawler strings, misreads their device descriptors (`Java/ASVM`,
+/// `ce-html/1.0;`, `HTTP PGDL`). Sources: device-detector's
+/// regexes/device/televisions.yml and mobiles.yml, uap-core's regexes.yaml.
+const DEVICE_TOKENS: [&str; 6] = [
+    "profile/midp-",
+    "configuration/cldc-",
+    "wap browser/maui",
+    "hbbtv/",
+    "ce-html/",
+    "nettv/",
 ];
 
 /// What recognises a person's software (compiled once per rule load).
 pub(crate) struct Person {
     parser: woothee::parser::Parser,
-    /// Product names of people's software, lower-cased.
+    /// Product names of people's software, normalised ([`norm`]).
     families: HashSet<Box<str>>,
+    /// Browsers and mail clients that may lead a string ([`norm`]).
+    leading: HashSet<Box<str>>,
+    /// HTTP libraries, SDKs and tools ([`norm`]): a machine's product.
+    libraries: HashSet<Box<str>>,
     /// uap-core's generic bot matchers.
     bots: RegexSet,
     /// The generic list's word patterns (those not anchored to the whole
@@ -101,7 +131,14 @@ impl Person {
         };
         Ok(Person {
             parser: woothee::parser::Parser::new(),
-            families: lines(FAMILIES).chain(GRAMMAR).map(Box::from).collect(),
+            families: lines(FAMILIES)
+                .chain(lines(DD_BROWSERS))
+                .chain(lines(DD_APPS))
+                .chain(GRAMMAR)
+                .map(|n| norm(n).into_boxed_str())
+                .collect(),
+            leading: lines(DD_BROWSERS).map(Box::from).collect(),
+            libraries: lines(DD_LIBRARIES).map(Box::from).collect(),
             bots,
             words,
         })
@@ -109,36 +146,84 @@ impl Person {
 
     /// Whether `ua` is a person's browser, in-app browser or mail client.
     pub(crate) fn recognises(&self, ua: &str) -> bool {
-        self.platform(ua)
-            && !self.bots.is_match(ua)
-            && !self
-                .words
-                .as_ref()
-                .is_some_and(|w| w.is_match(&self.residue(ua)))
+        let lower = ua.to_ascii_lowercase();
+        let device = DEVICE_TOKENS.iter().any(|t| lower.contains(t));
+        if (!device && !self.platform(ua)) || self.names_library(ua) {
+            return false;
+        }
+        let residue = self.residue(ua);
+        !self.bots.is_match(&residue)
+            && (device || !self.words.as_ref().is_some_and(|w| w.is_match(&residue)))
+    }
+
+    /// A product token of `ua` names an HTTP library, SDK or tool
+    /// (device-detector's list: `containerd/1.5`, `Dart/2.16`, `jsdom/15`).
+    pub(crate) fn names_library(&self, ua: &str) -> bool {
+        ua.split_whitespace().any(|t| {
+            t.split_once('/')
+                .is_some_and(|(n, _)| self.libraries.contains(norm(n).as_str()))
+        })
     }
 
     fn known(&self, token: &str) -> bool {
-        let name = token
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .trim_matches(|c: char| c == ';' || c == ',');
-        name.is_empty()
-            || name
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b"._+-".contains(&b))
-            || self.families.contains(name.to_ascii_lowercase().as_str())
+        let name = token.split('/').next().unwrap_or("");
+        name.split(',').all(|part| {
+            let n = norm(part);
+            n.bytes().all(|b| b.is_ascii_digit()) || self.families.contains(n.as_str())
+        })
     }
 
-    /// A browser on a platform, or an app on a phone's own HTTP stack.
+    /// A browser on a platform, or a browser or mail client that names
+    /// itself first with a plausible version (`w3m/0.52`, `Midori 0.1.10`).
+    /// A string with something unknown in front of `Mozilla/` is neither:
+    /// a person's browser starts with its own product.
     fn platform(&self, ua: &str) -> bool {
+        if let Some(at) = ua.find("Mozilla/").filter(|&at| at > 0) {
+            if !ua[..at].split_whitespace().all(|t| self.known(t)) {
+                return false;
+            }
+        }
         if let Some(r) = self.parser.parse(ua) {
             if PERSON_CATEGORIES.contains(&r.category) && r.name != "UNKNOWN" && r.os != "UNKNOWN" {
                 return true;
             }
         }
-        (ua.contains("Dalvik/") && ua.contains("Android"))
-            || (ua.contains("CFNetwork/") && ua.contains("Darwin/"))
+        // A browser string woothee does not know: a known browser's product
+        // token after `Mozilla/` (`Gecko/2009 GoogleEarth/v5.0`).
+        self.leads(ua)
+            || (ua.starts_with("Mozilla/")
+                && ua
+                    .split_whitespace()
+                    .skip(1)
+                    .any(|t| t.split_once('/').is_some_and(|(n, v)| self.browser(n, v))))
+    }
+
+    /// `ua` starts with a known browser or mail client and a version that
+    /// is not all zeros.
+    fn leads(&self, ua: &str) -> bool {
+        let end = ua.find(['(', ';', ',', '[']).unwrap_or(ua.len());
+        let head = &ua[..end];
+        let (name, version) = match head.split_once('/') {
+            Some((n, v)) => (n, v),
+            None => match head.rfind(' ') {
+                Some(i) => (&head[..i], &head[i + 1..]),
+                None => (head, ""),
+            },
+        };
+        let (name, version) = match (name, version) {
+            // `DDG-Android-3.1.1`
+            (n, "") => n.rsplit_once('-').unwrap_or((n, "")),
+            nv => nv,
+        };
+        self.browser(name, version.split_whitespace().next().unwrap_or(""))
+    }
+
+    /// A known browser or mail client with a version that is not all zeros.
+    fn browser(&self, name: &str, version: &str) -> bool {
+        let version = version.trim_start_matches(['v', 'V']);
+        version.starts_with(|c: char| c.is_ascii_digit())
+            && version.bytes().any(|b| (b'1'..=b'9').contains(&b))
+            && self.leading.contains(norm(name).as_str())
     }
 
     /// What is left of `ua` once the person's software is taken out: top-level
@@ -172,25 +257,59 @@ impl Person {
             }
         }
         let mut out = String::new();
-        for t in top.split_whitespace().filter(|t| !self.known(t)) {
-            out.push_str(t);
-            out.push(' ');
+        // A product's version is no evidence: only unknown names count. A
+        // product may be several words (`Google Earth Pro/7.3`).
+        let tokens: Vec<&str> = top.split_whitespace().collect();
+        let mut i = 0;
+        while i < tokens.len() {
+            let span = (2..=4.min(tokens.len() - i)).rev().find(|&n| {
+                tokens[i..i + n - 1].iter().all(|t| !t.contains('/'))
+                    && self.known(&tokens[i..i + n].join(" "))
+            });
+            if let Some(n) = span {
+                i += n;
+                continue;
+            }
+            let t = tokens[i];
+            i += 1;
+            for part in t.split('/').next().unwrap_or(t).split(',') {
+                if !self.known(part) {
+                    out.push_str(part);
+                    out.push_str(if t.contains('/') { "/ " } else { " " });
+                }
+            }
         }
         for (i, c) in comments.iter().enumerate() {
             let items: Vec<&str> = c.split(';').map(str::trim).collect();
-            let cut = if i == 0 {
-                items.iter().rposition(|it| {
+            // The device model in the platform comment is no evidence.
+            let mut model = 0..0;
+            if i == 0 {
+                if let Some((k, n)) = items.iter().enumerate().rev().find_map(|(k, it)| {
                     let it = it.to_ascii_lowercase();
-                    MODEL_AFTER.iter().any(|m| it.starts_with(m))
+                    MODEL_AFTER
+                        .iter()
+                        .find(|(m, _)| it.starts_with(m))
+                        .map(|&(_, n)| (k, n))
+                }) {
+                    let mut from = k + 1;
+                    while items.get(from).is_some_and(|it| locale(it)) {
+                        from += 1;
+                    }
+                    model = from..from + n;
+                }
+            }
+            let mut kept = items
+                .iter()
+                .enumerate()
+                .filter(|&(k, it)| {
+                    !it.is_empty() && !model.contains(&k) && !self.known(name_of(it))
                 })
-            } else {
-                None
-            };
+                .peekable();
+            if kept.peek().is_none() {
+                continue;
+            }
             out.push('(');
-            for it in match cut {
-                Some(k) => &items[..=k],
-                None => &items[..],
-            } {
+            for (_, it) in kept {
                 out.push_str(it);
                 out.push_str("; ");
             }
@@ -198,6 +317,36 @@ impl Person {
         }
         out
     }
+}
+
+/// The product name of a comment item: `QQDownload 691` and `chromeframe/19`
+/// name `QQDownload` and `chromeframe`.
+fn name_of(item: &str) -> &str {
+    let item = item.split('/').next().unwrap_or(item);
+    match item.find(|c: char| c.is_ascii_digit()) {
+        Some(i) if i > 0 && item[..i].ends_with(' ') => item[..i].trim_end(),
+        _ => item,
+    }
+}
+
+/// `U`, `en-us`, `zh_CN`, `fr`: a platform comment's locale items.
+fn locale(item: &str) -> bool {
+    let b = item.as_bytes();
+    item == "U"
+        || (2..=6).contains(&b.len())
+            && b.iter()
+                .all(|&c| c.is_ascii_alphabetic() || c == b'-' || c == b'_')
+            && (b.len() == 2 || b.contains(&b'-') || b.contains(&b'_'))
+}
+
+/// A product name compared: ASCII letters and digits, lower-cased, `%20`
+/// dropped (`Google%20Earth%20Pro` is `googleearthpro`).
+fn norm(name: &str) -> String {
+    name.replace("%20", "")
+        .bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect()
 }
 
 #[cfg(test)]
