@@ -208,7 +208,7 @@ pub fn handle<B>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body>
             health::sink_note(app.sink().as_ref());
             metrics::gauge!(STATS_CAMPAIGNS).set(app.stats().len() as f64);
             metrics::gauge!(UA_CACHE_ENTRIES).set(app.live().enricher.ua_cache_len() as f64);
-            let body = crate::metrics::install().render();
+            let body = crate::metrics::render();
             text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",

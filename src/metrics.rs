@@ -55,9 +55,19 @@ const DURATION_BUCKETS: &[f64] = &[
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Installs the process-wide recorder once and returns its handle; later
-/// calls (several servers in one test process) share it.
-pub fn install() -> PrometheusHandle {
+/// Installs the process-wide recorder once; later calls (several servers
+/// in one test process) find it installed.
+pub fn install() {
+    handle();
+}
+
+/// The Prometheus text of every series now: what `/metrics` answers, the
+/// only place the text is rendered.
+pub fn render() -> String {
+    handle().render()
+}
+
+fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
