@@ -161,7 +161,7 @@ asn_db = "$work/geo/asn.mmdb"
 TOML
 tls_ok=0
 if [ "$TLS" = 1 ]; then
-  if "$bin" --config "$work/trackedge.toml" check-config 2>/dev/null | grep -q '^tls_listen'; then
+  if "$bin" check-config --config "$work/trackedge.toml" 2>/dev/null | grep -q '^tls_listen'; then
     tls_ok=1
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
       -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
@@ -172,7 +172,7 @@ if [ "$TLS" = 1 ]; then
     echo "TLS=1: this trackedge has no server.tls_listen; no HTTPS rows"
   fi
 fi
-(cd "$work" && exec "$bin" --config "$work/trackedge.toml" --log-format json serve >"$work/trackedge.log" 2>&1) &
+(cd "$work" && exec "$bin" serve --config "$work/trackedge.toml" --log-format json >"$work/trackedge.log" 2>&1) &
 tpid=$!; pids+=("$tpid")
 wait_port "$tport"
 for _ in $(seq 100); do curl -sf "127.0.0.1:$aport/readyz" | grep -qx ready && break; sleep 0.1; done
@@ -232,7 +232,7 @@ grep -q "$lrk/lib/librdkafka" "/proc/$rpid/maps" || { echo "rsyslogd does not ru
 mkfifo "$work/kc.in" "$work/kc.out"
 "$py" loadtest/kafka_count.py "127.0.0.1:$kport" trackedge.events:event_id peer.pixels:rid \
   <"$work/kc.in" >"$work/kc.out" 2>"$work/kc.log" &
-pids+=($!)
+kcpid=$!; pids+=("$kcpid")
 exec 7>"$work/kc.in" 8<"$work/kc.out"
 read -r -t 60 _ <&8 || { cat "$work/kc.log"; echo "the record counter did not start" >&2; exit 1; }
 # kc wait|count TOPIC [N TIMEOUT] -> sets KC="distinct records seconds"
@@ -332,7 +332,7 @@ for r in $(seq "$ROUNDS"); do
 done
 
 snapshot "$work/procs1"; mb1=$(busy); mw1=$EPOCHREALTIME
-mine=" $(tree "$tpid" "$npid" "$fpid" "$ppid_nginx" "$rpid" "$kpid" | tr '\n' ' ') "
+mine=" $(tree "$tpid" "$npid" "$fpid" "$ppid_nginx" "$rpid" "$kpid" "$kcpid" | tr '\n' ' ') "
 others=$(awk -v mine="$mine" -v hz="$hz" -v secs="$(awk -v a="$mw0" -v b="$mw1" 'BEGIN {print b - a}')" '
   NR == FNR {t0[$1] = $3; next}
   !index(mine, " " $1 " ") {d = $3 - ($1 in t0 ? t0[$1] : 0); cpu[$2] += d}
@@ -423,7 +423,7 @@ print(f"| CPU per answered request, trackedge / floor | {te['cpu'] / fl['cpu']:.
 print(f"| requests/s, trackedge / peer | {te['rps'] / pe['rps']:.2f}x | > 1 |")
 if "trackedge" in fm and "floor" in fm:
     print(f"| p99 at the fixed rate, trackedge / floor | {fm['trackedge'] / fm['floor']:.2f}x ({fm['trackedge']:.2f} / {fm['floor']:.2f} ms) | ≤ 1.15 |")
-print(f"| trackedge's peak RSS (VmHWM, whole run) | {int('$te_rss') / 1024:.0f} MiB | ≤ 64 MiB |")
+print(f"| trackedge's peak RSS (VmHWM, whole run) | {int('$te_rss') // 1024} MiB | ≤ 64 MiB |")
 PY
 cat <<EOF
 
@@ -433,7 +433,7 @@ books (whole run, warm-up included):
   balanced: trackedge $([ "$te_acc" = "${te_kafka%% *}" ] && echo yes || echo NO), peer $([ "$log_lines" = "${peer_kafka%% *}" ] && echo yes || echo NO)
 peak RSS (VmHWM): trackedge $((te_rss / 1024)) MiB, peer $((peer_rss / 1024)) MiB (nginx master+workers + rsyslogd), nginx $((nginx_rss / 1024)) MiB, floor $((floor_rss / 1024)) MiB
 machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -r); load, client and broker share the cores; $elapsed s of rounds
-during the rounds the machine was ${machine_busy}% busy (of $(($(nproc) * 100))%); besides the targets and the broker (wrk included): ${others:-nothing over 2%}
-per-round figures: $work/rounds.tsv (KEEP=1 keeps it)
+during the rounds the machine was ${machine_busy}% busy (of $(($(nproc) * 100))%); besides the targets, the broker and the record counter, over 2% of a core: ${others:-nothing} (processes that ended meanwhile, wrk and builds' compilers among them, are not named)
+per-round figures: target/rounds.tsv, target/fixed.tsv
 EOF
 cp "$work/rounds.tsv" "$work/fixed.tsv" "$root/target/" 2>/dev/null || true
