@@ -3,7 +3,81 @@
 //! hold, and the count of what was refused. Touched once per connection,
 //! never per request.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+/// The way in for every public listener, plain and TLS: a process-wide
+/// slot (`server.max_connections`), then the client address's share.
+#[derive(Clone)]
+pub struct Gate {
+    slots: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+}
+
+/// A connection let in, with the places it holds until it is dropped.
+pub struct Admitted {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub held: (OwnedSemaphorePermit, AddressSlot),
+}
+
+impl Gate {
+    pub fn new(slots: Arc<Semaphore>, per_address: Arc<PerAddress>) -> Gate {
+        Gate { slots, per_address }
+    }
+
+    /// The next connection on `listener` within the limits, or None once
+    /// `stop` turns true. Waits for a free slot before accepting, so
+    /// excess clients wait in the kernel's backlog instead of costing
+    /// memory; an address over its share is closed at once, keeping
+    /// neither a slot nor any memory; a failed accept (out of fds and the
+    /// like) backs off and goes on.
+    pub async fn admit(
+        &self,
+        listener: &TcpListener,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Admitted> {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let permit = match self.slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    refused(Refused::MaxConnections);
+                    tokio::select! {
+                        p = self.slots.clone().acquire_owned() => p.expect("semaphore never closes"),
+                        _ = stop.changed() => return None,
+                    }
+                }
+            };
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                },
+                _ = stop.changed() => return None,
+            };
+            let Some(slot) = self.per_address.admit(peer.ip()) else {
+                refused(Refused::PerAddressLimit);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            return Some(Admitted {
+                stream,
+                peer,
+                held: (permit, slot),
+            });
+        }
+    }
+}
 
 /// Why a connection was refused: the `reason` label of
 /// `trackedge_connections_refused_total`.

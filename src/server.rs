@@ -34,7 +34,7 @@ use crate::admin;
 use crate::app::App;
 use crate::config::ServerConfig;
 use crate::health::Phase;
-use crate::limits::{refused, PerAddress, Refused};
+use crate::limits::{Gate, PerAddress};
 use crate::watchdog::{self, Activity, Watched};
 
 /// Connections the admin listener serves at once: scrapers and probes need
@@ -158,8 +158,10 @@ pub async fn run_with_tls(
         tokio::spawn(accept_loop(
             admin,
             b,
-            Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
-            Arc::new(PerAddress::new(ADMIN_MAX_PER_ADDRESS, vec![])),
+            Gate::new(
+                Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
+                Arc::new(PerAddress::new(ADMIN_MAX_PER_ADDRESS, vec![])),
+            ),
             Timeouts {
                 idle: ADMIN_IDLE.min(app.server_config().idle_timeout),
                 head: ADMIN_FIRST_BYTE.min(app.server_config().header_read_timeout),
@@ -193,8 +195,8 @@ pub async fn run_with_tls(
     let mut failed = None;
     for (i, listener) in public.into_iter().enumerate() {
         let tls = tls.next();
-        let limits = (limit.clone(), per_address.clone());
-        match spawn_worker(i, listener, tls, app.clone(), limits, stop_rx.clone()) {
+        let gate = Gate::new(limit.clone(), per_address.clone());
+        match spawn_worker(i, listener, tls, app.clone(), gate, stop_rx.clone()) {
             Ok(done) => workers.push(done),
             Err(e) => {
                 failed = Some(e.context(format!("cannot start serving thread {i}")));
@@ -238,7 +240,7 @@ fn spawn_worker(
     listener: std::net::TcpListener,
     tls: Option<std::net::TcpListener>,
     app: Arc<App>,
-    (limit, per_address): (Arc<Semaphore>, Arc<PerAddress>),
+    gate: Gate,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<oneshot::Receiver<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -262,8 +264,7 @@ fn spawn_worker(
                 let plain = accept_loop(
                     listener,
                     builder(&app),
-                    limit.clone(),
-                    per_address.clone(),
+                    gate.clone(),
                     Timeouts::of(s),
                     stop.clone(),
                     handler.clone(),
@@ -280,7 +281,7 @@ fn spawn_worker(
                             l,
                             state.acceptor().clone(),
                             builder(&app),
-                            (limit, per_address),
+                            gate,
                             limits,
                             stop,
                             handler,
@@ -326,13 +327,12 @@ impl Timeouts {
     }
 }
 
-/// Accepts connections until `stop` turns true, while `limit` has permits,
+/// Accepts connections until `stop` turns true, within `gate`'s limits,
 /// and returns the watcher of those still open so the caller can drain them.
 async fn accept_loop<H, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
-    limit: Arc<Semaphore>,
-    per_address: Arc<PerAddress>,
+    gate: Gate,
     timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
     handler: H,
@@ -342,42 +342,9 @@ where
     F: Future<Output = hyper::Response<crate::routes::Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        // Wait for a free slot before accepting: excess clients wait in the
-        // kernel's backlog instead of costing us memory.
-        let permit = match limit.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                refused(Refused::MaxConnections);
-                tokio::select! {
-                    p = limit.clone().acquire_owned() => p.expect("semaphore never closes"),
-                    _ = stop.changed() => break,
-                }
-            }
-        };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of fds and the like: back off and go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
-        };
-        backoff = Duration::from_millis(5);
-        // One address over its share is closed at once: it keeps neither a
-        // slot nor any memory.
-        let Some(slot) = per_address.admit(peer.ip()) else {
-            refused(Refused::PerAddressLimit);
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some(crate::limits::Admitted { stream, peer, held }) =
+        gate.admit(&listener, &mut stop).await
+    {
         let activity = Arc::new(Activity::new());
         let stream = Watched::new(stream, activity.clone());
         let h = handler.clone();
@@ -398,7 +365,7 @@ where
                 // Idle or too slow: dropping the connection closes it.
                 _ = watchdog::watch(&activity, timeouts.idle, timeouts.head) => {}
             }
-            drop((permit, slot));
+            drop(held);
         });
     }
     drop(listener);

@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use super::TlsAcceptor;
 use crate::watchdog::{self, Activity, Watched};
@@ -35,8 +35,8 @@ pub struct Limits {
     pub head: Duration,
 }
 
-/// Accepts on `listener` until `stop` turns true, while `limit` has
-/// permits; each connection is handshaken by `acceptor` and then served by
+/// Accepts on `listener` until `stop` turns true, within `gate`'s limits;
+/// each connection is handshaken by `acceptor` and then served by
 /// `builder` with `handler`. Returns the watcher of connections still open
 /// (handshakes in progress included) so the caller can drain them.
 #[allow(clippy::too_many_arguments)]
@@ -44,7 +44,7 @@ pub async fn accept_loop<H, F>(
     listener: TcpListener,
     acceptor: Arc<TlsAcceptor>,
     builder: auto::Builder<TokioExecutor>,
-    (limit, per_address): (Arc<Semaphore>, Arc<crate::limits::PerAddress>),
+    gate: crate::limits::Gate,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
     handler: H,
@@ -55,36 +55,13 @@ where
 {
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(builder);
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => p.expect("semaphore never closes"),
-            _ = stop.changed() => break,
-        };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "TLS accept failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
-        };
-        backoff = Duration::from_millis(5);
-        // The plain listener's share: one address cannot fill this port either.
-        let Some(slot) = per_address.admit(peer.ip()) else {
-            crate::limits::refused(crate::limits::Refused::PerAddressLimit);
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some(crate::limits::Admitted { stream, peer, held }) =
+        gate.admit(&listener, &mut stop).await
+    {
         let (acceptor, builder, h) = (acceptor.clone(), builder.clone(), handler.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _held = (permit, slot);
+            let _held = held;
             let tls = match acceptor.accept(stream).await {
                 Ok(Some(tls)) => tls,
                 // A challenge answered, or a failed handshake (counted).
