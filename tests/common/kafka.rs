@@ -164,21 +164,11 @@ pub fn tansu_bin() -> PathBuf {
 /// Whether a tansu binary is at hand. When it is not: under CI a failure
 /// naming what to install, on a developer's machine a skip saying so.
 pub fn broker_available() -> bool {
-    let bin = tansu_bin();
-    let found = bin.is_absolute() && bin.exists()
-        || Command::new(&bin)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-    if !found {
-        super::skip(
-            "no tansu broker: install it with `cargo install tansu --version 0.6.0 --locked \
-             --features dynostore,libsql` (or run .ci/run, which does)",
-        );
-    }
-    found
+    super::have_tool(
+        tansu_bin(),
+        "no tansu broker: install it with `cargo install tansu --version 0.6.0 --locked \
+         --features dynostore,libsql` (or run .ci/run, which does)",
+    )
 }
 
 /// A real Kafka-protocol broker (tansu) on a loopback port.

@@ -33,6 +33,20 @@ pub fn skip(why: &str) {
     println!("skipped: {why}");
 }
 
+/// Whether `tool` runs (`tool --version`); when not, [`skip`] with `install`.
+pub fn have_tool(tool: impl AsRef<std::ffi::OsStr>, install: &str) -> bool {
+    let found = std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        skip(install);
+    }
+    found
+}
+
 /// The contract's test secret and key id (its §2 test vectors).
 pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
 pub const KEY_ID: &str = "test";

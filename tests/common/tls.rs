@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,22 +25,12 @@ use super::{KEY_ID, SECRET};
 /// fails the test, naming the package; elsewhere the test is skipped,
 /// saying so.
 pub fn have(tool: &str, package: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        let msg = format!(
+    super::have_tool(
+        tool,
+        &format!(
             "{tool} not found: install the Debian package `{package}` (apt-get install {package})"
-        );
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{msg}");
-        }
-        eprintln!("SKIPPED: {msg}");
-    }
-    found
+        ),
+    )
 }
 
 /// A certificate authority made for the test.
