@@ -38,7 +38,7 @@ if [ "$SINK" = kafka ]; then
   (cd "$work" && exec tansu broker --listener-url "tcp://127.0.0.1:$kport" \
     --advertised-listener-url "tcp://127.0.0.1:$kport" --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1) &
   broker=$!
-  trap 'cleanup; kill $broker 2>/dev/null' EXIT
+  trap 'kill $broker 2>/dev/null; cleanup' EXIT
   wait_port "$kport"
   tansu topic create --broker "tcp://127.0.0.1:$kport" --partitions 3 trackedge.events >/dev/null
   kafka_env=(TRACKEDGE_SINK__KIND=kafka TRACKEDGE_KAFKA__BROKERS=127.0.0.1:$kport TRACKEDGE_KAFKA__SPOOL_DIR=$work/spool)

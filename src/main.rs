@@ -3,8 +3,42 @@
 /// mimalloc: the request path allocates a few small objects per event, and
 /// glibc's malloc showed in profiles under load (figures in
 /// `loadtest/RESULTS.md`).
+///
+/// With the `override` feature it is also the C allocator, so librdkafka's
+/// nine allocations per record (freed on another thread) are mimalloc's
+/// too. Its arenas are committed on use, not up front, and freed pages go
+/// back at once: that halved the peak RSS under load (figures in
+/// `loadtest/RESULTS.md`, round 5).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's options, before the first allocation that would use them.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static MIMALLOC_OPTIONS_AT_START: extern "C" fn() = mimalloc_options;
+
+#[cfg(target_os = "linux")]
+extern "C" fn mimalloc_options() {
+    use libmimalloc_sys::{mi_option_set, mi_option_t};
+    // The `mi_option_e` numbers of the mimalloc (v2) that libmimalloc-sys
+    // builds, from its mimalloc.h; the crate names only some of them.
+    const ARENA_EAGER_COMMIT: mi_option_t = 4;
+    const PURGE_DELAY: mi_option_t = 15;
+    // SAFETY: setting an option only writes mimalloc's option table; an
+    // environment variable (MIMALLOC_…) set by an operator still wins,
+    // since the table is only written when none is given.
+    #[allow(unsafe_code)]
+    unsafe {
+        // getenv, not std::env: nothing may allocate before the options.
+        if libc::getenv(c"MIMALLOC_ARENA_EAGER_COMMIT".as_ptr()).is_null() {
+            mi_option_set(ARENA_EAGER_COMMIT, 0);
+        }
+        if libc::getenv(c"MIMALLOC_PURGE_DELAY".as_ptr()).is_null() {
+            mi_option_set(PURGE_DELAY, 0);
+        }
+    }
+}
 
 /// Ignores SIGHUP from the C runtime's initialisation on, before `main`
 /// (and before the Rust runtime): a SIGHUP in a process's first

@@ -2,8 +2,10 @@
 //! feeds it from the intake, and the record format (key, CloudEvents
 //! headers, delivery tags).
 
+use std::ffi::{c_int, c_void, CStr, CString};
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
@@ -11,10 +13,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use metrics::{counter, gauge, Counter};
+use rdkafka::bindings;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 
 use super::spool::SpoolRecord;
@@ -217,12 +220,15 @@ impl Feeder {
     pub fn run(self, rx: Receiver<Feed>) {
         // One JSON buffer for every event: librdkafka copies the payload.
         let mut json = Vec::with_capacity(1024);
+        // The topic's handle in the current producer, made again when the
+        // producer is replaced.
+        let mut bound: Option<Bound> = None;
         in_batches(&rx, FEED_BATCH, |batch| {
             let mut close = None;
             for msg in batch.drain(..) {
                 match msg {
                     Feed::Event(event) => {
-                        self.produce(&event, &mut json);
+                        self.produce(&event, &mut json, &mut bound);
                         self.pending.fetch_sub(1, Ordering::Relaxed);
                     }
                     Feed::Close(ack) => close = Some(ack),
@@ -238,34 +244,41 @@ impl Feeder {
         });
     }
 
-    fn produce(&self, event: &Event, json: &mut Vec<u8>) {
+    fn produce(&self, event: &Event, json: &mut Vec<u8>, bound: &mut Option<Bound>) {
         json.clear();
         event.encode_into(json);
         let ids = Ids::of(event);
         let key = record_key(event, &ids);
         let headers = cloudevent_headers(event, &ids, &self.source);
         if !self.shared.connectivity.is_degraded() {
-            let h = owned_headers(headers.iter().map(|(k, v)| (*k, v.as_bytes())));
-            let rec = BaseRecord::with_opaque_to(&self.topic, Tag::Live.pack())
-                .key(key.as_bytes())
-                .payload(&json[..])
-                .timestamp(event.ts_ms)
-                .headers(h);
-            match self.producer.load().send(rec) {
+            let current = self.producer.load();
+            let b = match bound {
+                Some(b) if Arc::ptr_eq(&b.producer, &current) => b,
+                _ => match Bound::new(Arc::clone(&current), &self.topic) {
+                    Some(b) => bound.insert(b),
+                    None => {
+                        let e = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopic);
+                        self.shared.connectivity.set_degraded(Trouble::Refusing, &e);
+                        return self.to_spool(spool_record(event, key, &headers, json));
+                    }
+                },
+            };
+            match b.send(
+                key.as_bytes(),
+                json,
+                event.ts_ms,
+                &headers,
+                Tag::Live.pack(),
+            ) {
                 Ok(()) => return,
-                Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {}
-                Err((e, _)) => self.shared.connectivity.set_degraded(Trouble::Refusing, &e),
+                Err(RDKafkaErrorCode::QueueFull) => {}
+                Err(code) => {
+                    let e = KafkaError::MessageProduction(code);
+                    self.shared.connectivity.set_degraded(Trouble::Refusing, &e)
+                }
             }
         }
-        self.to_spool(SpoolRecord {
-            ts_ms: event.ts_ms,
-            key: key.as_bytes().to_vec(),
-            headers: headers
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
-                .collect(),
-            payload: json.clone(),
-        });
+        self.to_spool(spool_record(event, key, &headers, json));
     }
 
     fn to_spool(&self, rec: SpoolRecord) {
@@ -281,6 +294,162 @@ impl Feeder {
                 1,
             );
         }
+    }
+}
+
+/// An event's record as the spool keeps it.
+fn spool_record(event: &Event, key: &str, headers: &CeHeaders<'_>, json: &[u8]) -> SpoolRecord {
+    SpoolRecord {
+        ts_ms: event.ts_ms,
+        key: key.as_bytes().to_vec(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_str().expect("header names are ASCII").to_owned(),
+                    v.as_bytes().to_vec(),
+                )
+            })
+            .collect(),
+        payload: json.to_vec(),
+    }
+}
+
+/// A producer with librdkafka's handle of the topic. A record produced by
+/// topic name (what rdkafka's `BaseRecord` does) costs a C string, a
+/// lookup of the name under the client's topic lock and a reference count
+/// each; by handle, only the count. Live events are produced through it,
+/// below `BaseRecord`; replays keep the safe API.
+pub struct Bound {
+    producer: Arc<ThreadedProducer<Callbacks>>,
+    topic: NonNull<bindings::rd_kafka_topic_t>,
+}
+
+#[allow(unsafe_code)]
+impl Bound {
+    /// The handle of `topic` in `producer`; `None` when librdkafka refuses
+    /// the name.
+    fn new(producer: Arc<ThreadedProducer<Callbacks>>, topic: &str) -> Option<Bound> {
+        let name = CString::new(topic).ok()?;
+        // SAFETY: the client pointer is valid while `producer` lives, and
+        // `Bound` keeps it alive until the handle is destroyed (Drop); a
+        // null configuration means the producer's own topic settings.
+        let rkt = unsafe {
+            bindings::rd_kafka_topic_new(
+                producer.client().native_ptr(),
+                name.as_ptr(),
+                std::ptr::null_mut(),
+            )
+        };
+        Some(Bound {
+            topic: NonNull::new(rkt)?,
+            producer,
+        })
+    }
+
+    /// Hands one record to librdkafka, which copies key, payload and
+    /// headers; `tag` comes back in the delivery report.
+    fn send(
+        &self,
+        key: &[u8],
+        payload: &[u8],
+        ts_ms: i64,
+        headers: &CeHeaders<'_>,
+        tag: usize,
+    ) -> Result<(), RDKafkaErrorCode> {
+        use bindings::rd_kafka_vtype_t as V;
+        use bindings::rd_kafka_vu_s__bindgen_ty_1 as U;
+        use bindings::rd_kafka_vu_t as Vu;
+        let mem = |b: &[u8]| U {
+            mem: bindings::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
+                ptr: b.as_ptr() as *mut c_void,
+                size: b.len(),
+            },
+        };
+        let header = |(name, value): &(&CStr, &str)| Vu {
+            vtype: V::RD_KAFKA_VTYPE_HEADER,
+            u: U {
+                header: bindings::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 {
+                    name: name.as_ptr(),
+                    val: value.as_ptr() as *const c_void,
+                    size: value.len() as isize,
+                },
+            },
+        };
+        let vus: [Vu; 7 + CE_HEADERS] = [
+            Vu {
+                vtype: V::RD_KAFKA_VTYPE_RKT,
+                u: U {
+                    rkt: self.topic.as_ptr(),
+                },
+            },
+            Vu {
+                vtype: V::RD_KAFKA_VTYPE_PARTITION,
+                u: U { i32_: PARTITION_UA },
+            },
+            Vu {
+                vtype: V::RD_KAFKA_VTYPE_MSGFLAGS,
+                u: U {
+                    i: bindings::RD_KAFKA_MSG_F_COPY as c_int,
+                },
+            },
+            Vu {
+                vtype: V::RD_KAFKA_VTYPE_VALUE,
+                u: mem(payload),
+            },
+            Vu {
+                vtype: V::RD_KAFKA_VTYPE_KEY,
+                u: mem(key),
+            },
+            Vu {
+                vtype: V::RD_KAFKA_VTYPE_OPAQUE,
+                u: U {
+                    ptr: tag as *mut c_void,
+                },
+            },
+            Vu {
+                vtype: V::RD_KAFKA_VTYPE_TIMESTAMP,
+                u: U { i64_: ts_ms },
+            },
+            header(&headers[0]),
+            header(&headers[1]),
+            header(&headers[2]),
+            header(&headers[3]),
+            header(&headers[4]),
+            header(&headers[5]),
+        ];
+        // SAFETY: every pointer in `vus` is valid for this call (librdkafka
+        // copies what it keeps: MSG_F_COPY, headers by value); the header
+        // names are NUL-terminated; the topic handle belongs to this
+        // producer's client, alive through `self.producer`. The opaque is
+        // a plain number, which is what the delivery callback reads back
+        // (`usize` as rdkafka's `IntoOpaque`).
+        let error = unsafe {
+            bindings::rd_kafka_produceva(
+                self.producer.client().native_ptr(),
+                vus.as_ptr(),
+                vus.len(),
+            )
+        };
+        if error.is_null() {
+            return Ok(());
+        }
+        // SAFETY: a non-null error is ours to read and destroy, once.
+        let code = unsafe {
+            let code = bindings::rd_kafka_error_code(error);
+            bindings::rd_kafka_error_destroy(error);
+            code
+        };
+        Err(code.into())
+    }
+}
+
+#[allow(unsafe_code)]
+impl Drop for Bound {
+    fn drop(&mut self) {
+        // SAFETY: made by rd_kafka_topic_new on this producer's client,
+        // destroyed once, before `producer` (a field) lets the client go.
+        unsafe { bindings::rd_kafka_topic_destroy(self.topic.as_ptr()) }
     }
 }
 
@@ -350,19 +519,25 @@ impl std::fmt::Write for Fixed<'_> {
     }
 }
 
+/// librdkafka's `RD_KAFKA_PARTITION_UA`: the partitioner chooses (by key).
+const PARTITION_UA: i32 = -1;
+
+/// How many CloudEvents headers a record carries.
+const CE_HEADERS: usize = 6;
+
+/// The CloudEvents binary-mode headers of an event: names (NUL-terminated,
+/// as librdkafka takes them) and borrowed values.
+pub type CeHeaders<'a> = [(&'static CStr, &'a str); CE_HEADERS];
+
 /// The CloudEvents binary-mode headers of an event, all borrowed.
-pub fn cloudevent_headers<'a>(
-    event: &Event,
-    ids: &'a Ids,
-    source: &'a str,
-) -> [(&'static str, &'a str); 6] {
+pub fn cloudevent_headers<'a>(event: &Event, ids: &'a Ids, source: &'a str) -> CeHeaders<'a> {
     [
-        ("ce_specversion", "1.0"),
-        ("ce_id", ids.id()),
-        ("ce_type", event.kind.cloudevent_type()),
-        ("ce_source", source),
-        ("ce_time", ids.time()),
-        ("content-type", "application/json"),
+        (c"ce_specversion", "1.0"),
+        (c"ce_id", ids.id()),
+        (c"ce_type", event.kind.cloudevent_type()),
+        (c"ce_source", source),
+        (c"ce_time", ids.time()),
+        (c"content-type", "application/json"),
     ]
 }
 
@@ -420,7 +595,7 @@ mod tests {
         ev.recipient = Some("r-42".into());
         assert_eq!(record_key(&ev, &ids), "r-42");
         let h = cloudevent_headers(&ev, &ids, "https://t.example.com");
-        let get = |k: &str| h.iter().find(|(n, _)| *n == k).unwrap().1;
+        let get = |k: &str| h.iter().find(|(n, _)| n.to_str() == Ok(k)).unwrap().1;
         assert_eq!(get("ce_type"), "trackedge.click.v1");
         assert_eq!(get("ce_time"), "2025-11-24T00:00:00.123Z");
         assert_eq!(get("ce_id"), ev.event_id.to_string());
