@@ -13,7 +13,6 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use metrics::{counter, histogram, Counter, Histogram};
 
 use crate::config::{Config, ServerConfig};
 use crate::enrich::geo::GeoIp;
@@ -21,7 +20,7 @@ use crate::enrich::RequestFacts;
 use crate::error::Error;
 use crate::health::Lifecycle;
 use crate::live::Live;
-use crate::metrics::{Handles, Status, HTTP_DURATION, HTTP_REQUESTS};
+use crate::metrics::{Status, HTTP_DURATIONS, HTTP_REQUEST_COUNTS};
 use crate::record::Recorder;
 use crate::router::{self, Route};
 use crate::routes::{self, Body, Ctx, Responses};
@@ -48,19 +47,9 @@ pub struct App {
     clock: Clock,
     /// Headers of every pixel and page answer, built once.
     responses: Responses,
-    /// The metric series every request touches.
-    meters: Meters,
     /// HTTPS state when `server.tls_listen` serves (set once at start-up):
     /// the TLS listener's acceptor, HTTP-01 answers, reload, readiness.
     tls: std::sync::OnceLock<Arc<crate::tls::Tls>>,
-}
-
-/// Kept handles of the per-request series (see [`Handles`]).
-#[derive(Default)]
-struct Meters {
-    /// By route label, then status.
-    requests: Handles<Counter, { Route::LABELS.len() * Status::COUNT }>,
-    durations: Handles<Histogram, { Route::LABELS.len() }>,
 }
 
 impl App {
@@ -81,7 +70,6 @@ impl App {
             lifecycle: Lifecycle::default(),
             clock,
             responses: Responses::default(),
-            meters: Meters::default(),
             tls: std::sync::OnceLock::new(),
         })
     }
@@ -145,16 +133,8 @@ impl App {
         let start = Instant::now();
         let (route, resp) = self.dispatch(req, peer).await;
         let (r, status) = (route.label_index(), Status::of(resp.status()));
-        let m = &self.meters;
-        m.requests
-            .get(
-                r * Status::COUNT + status as usize,
-                || counter!(HTTP_REQUESTS, "route" => route.label(), "status" => status.label()),
-            )
-            .increment(1);
-        m.durations
-            .get(r, || histogram!(HTTP_DURATION, "route" => route.label()))
-            .record(start.elapsed().as_secs_f64());
+        HTTP_REQUEST_COUNTS.add(r * Status::COUNT + status as usize, 1);
+        HTTP_DURATIONS.record(r, start.elapsed());
         resp
     }
 

@@ -26,6 +26,12 @@ pub enum EventType {
 impl EventType {
     /// How many kinds there are, for tables indexed by `kind as usize`.
     pub const COUNT: usize = EventType::Beacon as usize + 1;
+    pub const ALL: [EventType; EventType::COUNT] = [
+        EventType::Open,
+        EventType::Click,
+        EventType::Unsubscribe,
+        EventType::Beacon,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -60,6 +66,8 @@ pub enum AgentKind {
 impl AgentKind {
     /// How many kinds there are, for tables indexed by `kind as usize`.
     pub const COUNT: usize = AgentKind::Bot as usize + 1;
+    pub const ALL: [AgentKind; AgentKind::COUNT] =
+        [AgentKind::Human, AgentKind::Proxy, AgentKind::Bot];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -209,12 +217,25 @@ pub struct Event {
     pub privacy: Option<Privacy>,
 }
 
+/// A UUIDv7 at `ts_ms` (the request's own clock read, not another one),
+/// unique and rising within this thread. The context is per thread:
+/// `Uuid::now_v7` shares one behind a mutex that every serving thread took
+/// per event.
+fn new_v7(ts_ms: i64) -> Uuid {
+    thread_local! {
+        static CONTEXT: uuid::ContextV7 = const { uuid::ContextV7::new() };
+    }
+    let ms = ts_ms.max(0) as u64;
+    let nanos = (ms % 1000) as u32 * 1_000_000;
+    CONTEXT.with(|c| Uuid::new_v7(uuid::Timestamp::from_unix(c, ms / 1000, nanos)))
+}
+
 impl Event {
     /// A fresh event with a new UUIDv7 id and nothing else filled in.
     pub fn new(kind: EventType, ts_ms: i64, method: &'static str) -> Event {
         Event {
             schema: SCHEMA,
-            event_id: Uuid::now_v7(),
+            event_id: new_v7(ts_ms),
             kind,
             ts_ms,
             campaign: None,
@@ -293,10 +314,14 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_uuid_v7_and_distinct() {
-        let a = Event::new(EventType::Click, 0, "GET").event_id;
-        let b = Event::new(EventType::Click, 0, "GET").event_id;
-        assert_ne!(a, b);
-        assert_eq!(a.get_version_num(), 7);
+    fn ids_are_uuid_v7_at_the_event_time_and_rise() {
+        let ts = 1_763_942_400_123;
+        let ids: Vec<_> = (0..1000)
+            .map(|_| Event::new(EventType::Click, ts, "GET").event_id)
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "distinct and rising");
+        assert_eq!(ids[0].get_version_num(), 7);
+        let (secs, nanos) = ids[999].get_timestamp().unwrap().to_unix();
+        assert_eq!(secs * 1000 + u64::from(nanos) / 1_000_000, ts as u64);
     }
 }

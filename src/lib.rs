@@ -63,6 +63,7 @@ pub mod serve;
 pub mod server;
 pub mod sink;
 pub mod stats;
+pub mod tally;
 pub mod tls;
 pub mod token;
 pub mod watchdog;

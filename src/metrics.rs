@@ -6,10 +6,14 @@
 
 use std::sync::OnceLock;
 
-use metrics::{describe_counter, describe_gauge, describe_histogram, gauge, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::fmt::Write as _;
 
+use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::event::{AgentKind, EventType};
 use crate::router::Route;
+use crate::tally::{Histograms, Tally};
 use crate::token::{Refusal, TokenType};
 
 pub const HTTP_REQUESTS: &str = "trackedge_http_requests_total";
@@ -47,11 +51,36 @@ pub const TLS_CERT_EXPIRY: &str = "trackedge_tls_certificate_expiry_seconds";
 /// ACME orders, by `result`: `ok`, `error`, `rate_limited`.
 pub const ACME_ORDERS: &str = "trackedge_acme_orders_total";
 
-/// Latency buckets in seconds: most answers take tens of microseconds, so
-/// the resolution is below a millisecond, with a tail up to a second.
-const DURATION_BUCKETS: &[f64] = &[
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0,
+/// Latency buckets in nanoseconds (exposed in seconds): most answers take
+/// tens of microseconds, so the resolution is below a millisecond, with a
+/// tail up to a second.
+const DURATION_BUCKETS_NS: [u64; 12] = [
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    100_000_000,
+    1_000_000_000,
 ];
+const ROUTES: usize = Route::LABELS.len();
+
+/// `trackedge_http_requests_total`, by route then status: bumped per
+/// request, so per thread ([`Tally`]), published at scrape.
+pub static HTTP_REQUEST_COUNTS: Tally<{ ROUTES * Status::COUNT }> = Tally::new();
+/// `trackedge_events_total`, by type then agent kind; as above.
+pub static EVENT_COUNTS: Tally<{ EventType::COUNT * AgentKind::COUNT }> = Tally::new();
+/// `trackedge_http_request_duration_seconds`, by route; rendered here.
+pub static HTTP_DURATIONS: Histograms<
+    ROUTES,
+    { DURATION_BUCKETS_NS.len() },
+    { ROUTES * (DURATION_BUCKETS_NS.len() + 2) },
+> = Histograms::new(DURATION_BUCKETS_NS);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -64,15 +93,74 @@ pub fn install() {
 /// The Prometheus text of every series now: what `/metrics` answers, the
 /// only place the text is rendered.
 pub fn render() -> String {
-    handle().render()
+    let handle = handle();
+    publish_tallies();
+    let mut text = handle.render();
+    render_durations(&mut text);
+    text
+}
+
+/// Copies the per-thread counts into the registry's counters; a series
+/// shows once it has counted something, as with the macros.
+fn publish_tallies() {
+    for (r, route) in Route::LABELS.iter().enumerate() {
+        for status in Status::ALL {
+            let n = HTTP_REQUEST_COUNTS.sum(r * Status::COUNT + status as usize);
+            if n > 0 {
+                counter!(HTTP_REQUESTS, "route" => *route, "status" => status.label()).absolute(n);
+            }
+        }
+    }
+    for kind in EventType::ALL {
+        for agent in AgentKind::ALL {
+            let n = EVENT_COUNTS.sum(kind as usize * AgentKind::COUNT + agent as usize);
+            if n > 0 {
+                counter!(EVENTS, "type" => kind.as_str(), "agent_kind" => agent.as_str())
+                    .absolute(n);
+            }
+        }
+    }
+}
+
+/// Appends the request-duration histogram in the text format.
+fn render_durations(out: &mut String) {
+    let mut header = false;
+    for (r, route) in Route::LABELS.iter().enumerate() {
+        let Some(h) = HTTP_DURATIONS.snapshot(r) else {
+            continue;
+        };
+        if !header {
+            header = true;
+            let _ = write!(
+                out,
+                "# HELP {HTTP_DURATION} Time to answer a public request, by route.\n\
+                 # TYPE {HTTP_DURATION} histogram\n"
+            );
+        }
+        for (bound, n) in DURATION_BUCKETS_NS.iter().zip(&h.cumulative) {
+            let le = *bound as f64 / 1e9;
+            let _ = writeln!(
+                out,
+                "{HTTP_DURATION}_bucket{{route=\"{route}\",le=\"{le}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{HTTP_DURATION}_bucket{{route=\"{route}\",le=\"+Inf\"}} {}\n\
+             {HTTP_DURATION}_sum{{route=\"{route}\"}} {}\n\
+             {HTTP_DURATION}_count{{route=\"{route}\"}} {}",
+            h.count, h.sum_seconds, h.count
+        );
+    }
+    if header {
+        out.push('\n');
+    }
 }
 
 fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), DURATION_BUCKETS)
-                .expect("buckets are not empty")
                 .install_recorder()
                 .expect("no other metrics recorder is installed");
             describe();
@@ -101,11 +189,6 @@ fn describe() {
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests answered on the public listener, by route and status."
-    );
-    describe_histogram!(
-        HTTP_DURATION,
-        Unit::Seconds,
-        "Time to answer a public request, by route."
     );
     describe_counter!(EVENTS, "Events recorded, by type and agent kind.");
     describe_counter!(
@@ -220,6 +303,21 @@ pub enum Status {
 
 impl Status {
     pub const COUNT: usize = Status::Other as usize + 1;
+    pub const ALL: [Status; Status::COUNT] = [
+        Status::S200,
+        Status::S204,
+        Status::S302,
+        Status::S400,
+        Status::S404,
+        Status::S405,
+        Status::S408,
+        Status::S413,
+        Status::S414,
+        Status::S431,
+        Status::S500,
+        Status::S503,
+        Status::Other,
+    ];
 
     pub fn of(code: http::StatusCode) -> Status {
         match code.as_u16() {

@@ -5,18 +5,17 @@
 //! app → routes → record → enrich, stats, sink.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::header::HeaderValue;
-use metrics::{counter, Counter};
 
 use crate::enrich::{Enriched, RequestFacts, Visitor};
 use crate::event::{AgentKind, Event, EventType};
 use crate::live::Live;
-use crate::metrics::{Handles, EVENTS};
+use crate::metrics::EVENT_COUNTS;
 use crate::sink::Sink;
 use crate::stats::{Hit, Stats};
+use crate::tally::Tally;
 
 /// Takes the events of every route: enrich, count, sink.
 pub struct Recorder {
@@ -24,11 +23,10 @@ pub struct Recorder {
     sink: Arc<dyn Sink>,
     /// Live per-campaign counts.
     stats: Stats,
-    /// `trackedge_events_total` handles, by event type then agent kind.
-    events: Handles<Counter, { EventType::COUNT * AgentKind::COUNT }>,
     /// Events recorded since start by type: what the live page charts,
-    /// read without rendering the metrics.
-    totals: [AtomicU64; EventType::COUNT],
+    /// read without rendering the metrics; per thread, like
+    /// `trackedge_events_total` ([`EVENT_COUNTS`]).
+    totals: Tally<{ EventType::COUNT }>,
     /// Per-second samples of `totals`.
     rates: Rates,
 }
@@ -38,8 +36,7 @@ impl Recorder {
         Recorder {
             sink,
             stats,
-            events: Handles::default(),
-            totals: Default::default(),
+            totals: Tally::new(),
             rates: Rates::default(),
         }
     }
@@ -67,7 +64,7 @@ impl Recorder {
 
     /// Events recorded since start, by [`EventType`] (as `usize`).
     pub fn totals(&self) -> [u64; EventType::COUNT] {
-        std::array::from_fn(|i| self.totals[i].load(Ordering::Relaxed))
+        std::array::from_fn(|i| self.totals.sum(i))
     }
 
     /// Enriches `ev` with what `live` and the request tell, counts it and
@@ -102,13 +99,8 @@ impl Recorder {
             });
         }
         let kind = ev.kind;
-        self.events
-            .get(
-                kind as usize * AgentKind::COUNT + agent_kind as usize,
-                || counter!(EVENTS, "type" => kind.as_str(), "agent_kind" => agent_kind.as_str()),
-            )
-            .increment(1);
-        self.totals[kind as usize].fetch_add(1, Ordering::Relaxed);
+        EVENT_COUNTS.add(kind as usize * AgentKind::COUNT + agent_kind as usize, 1);
+        self.totals.add(kind as usize, 1);
         self.sink.submit(ev);
         set_cookie
     }
