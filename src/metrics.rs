@@ -41,6 +41,8 @@ pub const UA_CACHE_EVICTIONS: &str = "trackedge_ua_cache_evictions_total";
 pub const KAFKA_QUEUE: &str = "trackedge_kafka_queue_messages";
 pub const KAFKA_BROKERS_UP: &str = "trackedge_kafka_brokers_up";
 pub const KAFKA_TX_ERRORS: &str = "trackedge_kafka_tx_errors";
+/// Kafka producers replaced, by `reason`: `fatal`, `fenced`, `stalled`.
+pub const KAFKA_PRODUCER_RESETS: &str = "trackedge_kafka_producer_resets_total";
 pub const ADMIN_AUTH_FAILURES: &str = "trackedge_admin_auth_failures_total";
 pub const CONNECTIONS_REFUSED: &str = "trackedge_connections_refused_total";
 /// TLS handshakes (`crate::tls`), by `result`: `ok`, `error`, `timeout`,
@@ -261,6 +263,10 @@ fn describe() {
     describe_counter!(
         CONNECTIONS_REFUSED,
         "Connections refused or held back, by reason (per_address_limit, max_connections)."
+    );
+    describe_counter!(
+        KAFKA_PRODUCER_RESETS,
+        "Kafka producers replaced: fatal error, fenced, or stalled (brokers up, nothing acknowledged)."
     );
     describe_counter!(
         ADMIN_AUTH_FAILURES,

@@ -530,3 +530,62 @@ async fn a_missing_topic_is_reported_and_create_topic_creates_it() {
     assert_eq!(got, sent);
     srv.stop().await;
 }
+
+/// Issue 21, item 8: a broker restarted on an empty store (memory://
+/// forgets topics and producer ids) is reachable but never acknowledges
+/// the old idempotent producer; trackedge replaces the producer after a
+/// run of delivery timeouts with brokers up, and every event arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restarted_on_an_empty_store_gets_a_new_producer_and_every_event() {
+    if !broker_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Tansu::start(free_port(), "memory://tansu/", dir.path());
+    create_topic(&broker.bootstrap(), TOPIC, 1).await;
+    let srv = ready_kafka_server(
+        &broker.bootstrap(),
+        &dir.path().join("spool"),
+        "message_timeout = \"2s\"\n",
+    )
+    .await;
+    let before = opens(&srv.url(""), "before", 20).await;
+    let (got, _) = keys(&consume_async(broker.bootstrap(), before.len(), 30).await);
+    assert_eq!(got, before);
+
+    broker.restart();
+    create_topic(&broker.bootstrap(), TOPIC, 1).await;
+    // A steady trickle, as traffic is: the producer's stall shows as a run
+    // of timeouts while the broker is up.
+    let mut after = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let mut i = 0;
+    while Instant::now() < deadline {
+        after.extend(opens(&srv.url(""), &format!("after{i}"), 10).await);
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let msgs = consume_async(broker.bootstrap(), after.len(), 90).await;
+    let (got, _) = keys(&msgs);
+    let missing: Vec<_> = after.difference(&got).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} events sent after the restart never reached the new broker, e.g. {missing:?}",
+        after.len() - after.intersection(&got).count(),
+        after.len()
+    );
+    let m = get(&srv.admin_url("/metrics")).await;
+    let m = String::from_utf8_lossy(&m.body);
+    assert!(
+        metric(
+            &m,
+            "trackedge_kafka_producer_resets_total{reason=\"stalled\"}"
+        ) >= 1.0,
+        "the stalled producer was replaced and counted:\n{}",
+        m.lines()
+            .filter(|l| l.contains("kafka"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    srv.stop().await;
+}

@@ -33,7 +33,7 @@ pub mod spool;
 pub mod spool_writer;
 pub mod wire;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -73,6 +73,10 @@ pub enum Trouble {
         "the broker no longer accepts this producer (fenced or state lost); it is being replaced"
     )]
     ProducerFenced,
+    #[error(
+        "Kafka is reachable but acknowledges nothing from this producer (a broker lost its state?); it is being replaced"
+    )]
+    ProducerStalled,
     #[error("the topic (kafka.topic) does not exist; create it, or set kafka.create_topic = true")]
     TopicMissing,
 }
@@ -86,6 +90,11 @@ pub struct Connectivity {
     why: Mutex<Option<String>>,
     /// The broker rejected the producer's identity: it must be replaced.
     pub producer_broken: AtomicBool,
+    /// Brokers librdkafka had up at its last statistics (every second).
+    pub brokers_up: AtomicUsize,
+    /// Deliveries keep timing out while brokers are up: the producer is
+    /// wedged (a broker restarted without its state) and must be replaced.
+    pub producer_stalled: AtomicBool,
 }
 
 impl Connectivity {
@@ -94,6 +103,8 @@ impl Connectivity {
             degraded: AtomicBool::new(true),
             why: Mutex::new(Some("connecting to Kafka".into())),
             producer_broken: AtomicBool::new(false),
+            brokers_up: AtomicUsize::new(0),
+            producer_stalled: AtomicBool::new(false),
         }
     }
 
@@ -294,8 +305,12 @@ impl Sink for KafkaSink {
     }
 
     fn pending(&self) -> usize {
+        // A replayed record in flight is still in its spool segment:
+        // counted there, not again as librdkafka's.
+        let in_flight = (self.producer.load().in_flight_count().max(0) as usize)
+            .saturating_sub(self.shared.replay.in_flight.load(Ordering::Relaxed));
         self.intake.pending()
-            + self.producer.load().in_flight_count().max(0) as usize
+            + in_flight
             + self.shared.spool.queued.load(Ordering::Relaxed)
             + self.shared.spool.events.load(Ordering::Relaxed)
     }

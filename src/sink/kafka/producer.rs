@@ -6,7 +6,7 @@ use std::ffi::{c_int, c_void, CStr, CString};
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
@@ -35,6 +35,12 @@ use crate::sink::queue::in_batches;
 
 /// Events the producing thread takes from the intake per batch.
 const FEED_BATCH: usize = 1024;
+
+/// Delivery timeouts in a row, with brokers up, after which the producer
+/// counts as stalled and is replaced (issue 21, item 8): an idempotent
+/// producer whose broker restarted without its state retries forever.
+/// An outage (no broker up) never counts.
+pub const STALLED_AFTER: u32 = 50;
 
 /// The producer settings, each with its reason; `kafka.librdkafka` entries
 /// override them.
@@ -74,6 +80,8 @@ pub struct Callbacks {
     spool_tx: SyncSender<SpoolMsg>,
     /// `trackedge_events_delivered_total`, kept: it is counted per record.
     delivered: OnceLock<Counter>,
+    /// Delivery timeouts since the last delivery.
+    timeouts_in_a_row: AtomicU32,
 }
 
 impl ClientContext for Callbacks {
@@ -81,6 +89,10 @@ impl ClientContext for Callbacks {
         gauge!(KAFKA_QUEUE).set(s.msg_cnt as f64);
         let up = s.brokers.values().filter(|b| b.state == "UP").count();
         gauge!(KAFKA_BROKERS_UP).set(up as f64);
+        self.shared
+            .connectivity
+            .brokers_up
+            .store(up, Ordering::Relaxed);
         let txerrs: u64 = s.brokers.values().map(|b| b.txerrs).sum();
         gauge!(KAFKA_TX_ERRORS).set(txerrs as f64);
     }
@@ -116,6 +128,7 @@ impl ProducerContext for Callbacks {
                 self.delivered
                     .get_or_init(|| counter!(EVENTS_DELIVERED))
                     .increment(1);
+                self.timeouts_in_a_row.store(0, Ordering::Relaxed);
                 true
             }
             Err((e, _)) if is_permanent(e.rdkafka_error_code()) => {
@@ -130,6 +143,9 @@ impl ProducerContext for Callbacks {
                     self.shared
                         .connectivity
                         .set_degraded(Trouble::NotAcknowledging, e);
+                }
+                if code == Some(RDKafkaErrorCode::MessageTimedOut) {
+                    self.timed_out();
                 }
                 if breaks_producer(code) {
                     self.shared
@@ -147,6 +163,7 @@ impl ProducerContext for Callbacks {
             }
         };
         if let Tag::Replayed { attempt, index } = tag {
+            self.shared.replay.in_flight.fetch_sub(1, Ordering::Relaxed);
             let outcome = match (ok, refused) {
                 (true, _) => Outcome::Delivered,
                 (false, true) => Outcome::Refused,
@@ -163,6 +180,17 @@ impl Callbacks {
             shared,
             spool_tx,
             delivered: OnceLock::new(),
+            timeouts_in_a_row: AtomicU32::new(0),
+        }
+    }
+
+    /// Counts a delivery timeout; a run of them while brokers are up marks
+    /// the producer stalled, for the replayer to replace.
+    fn timed_out(&self) {
+        let n = self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        let link = &self.shared.connectivity;
+        if n >= STALLED_AFTER && link.brokers_up.load(Ordering::Relaxed) > 0 {
+            link.producer_stalled.store(true, Ordering::Relaxed);
         }
     }
 

@@ -4,7 +4,7 @@
 //! A segment is deleted (by the spool's thread) only once every record of
 //! one replay of it is delivered.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,12 +15,14 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use rdkafka::types::RDKafkaRespErr;
 
-use super::producer::{owned_headers, Callbacks, SharedProducer};
+use metrics::counter;
+
+use super::producer::{owned_headers, Callbacks, SharedProducer, STALLED_AFTER};
 use super::spool::{Spool, SpoolRecord};
 use super::spool_writer::SpoolMsg;
 use super::wire::{next_attempt, Outcome, Tag};
 use super::{SinkState, Trouble, PURGE_WAIT};
-use crate::metrics::{dropped, DropReason};
+use crate::metrics::{dropped, DropReason, KAFKA_PRODUCER_RESETS};
 
 /// Replay keeps the producer's queue below this, so live traffic always
 /// finds room.
@@ -105,6 +107,9 @@ struct Attempt {
 #[derive(Default)]
 pub struct ReplayBook {
     current: Mutex<Option<Attempt>>,
+    /// Replayed records librdkafka holds (sent, no report yet), of any
+    /// attempt: they are in the spool too, and counted once as pending.
+    pub in_flight: AtomicUsize,
 }
 
 impl ReplayBook {
@@ -171,6 +176,30 @@ pub struct Replayer {
     pub config: ClientConfig,
 }
 
+/// Why a producer was replaced: the `reason` of
+/// `trackedge_kafka_producer_resets_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// librdkafka reported a fatal error.
+    Fatal,
+    /// The broker no longer accepts the producer's identity.
+    Fenced,
+    /// [`STALLED_AFTER`] delivery timeouts in a row with brokers up.
+    Stalled,
+}
+
+impl Reset {
+    pub const ALL: [Reset; 3] = [Reset::Fatal, Reset::Fenced, Reset::Stalled];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Reset::Fatal => "fatal",
+            Reset::Fenced => "fenced",
+            Reset::Stalled => "stalled",
+        }
+    }
+}
+
 impl Replayer {
     fn stopped(&self) -> bool {
         self.shared.stop.load(Ordering::Relaxed)
@@ -184,6 +213,10 @@ impl Replayer {
     }
 
     pub fn run(self) {
+        // Every reason reads 0 from the start, for alerts on increase().
+        for r in Reset::ALL {
+            counter!(KAFKA_PRODUCER_RESETS, "reason" => r.label()).absolute(0);
+        }
         let mut attempt: u32 = 0;
         let mut created = false;
         let mut progress: Option<Progress> = None;
@@ -193,12 +226,20 @@ impl Replayer {
             let fatal = self.producer.load().client().fatal_error();
             if let Some((code, reason)) = fatal {
                 link.set_degraded(Trouble::ProducerFailed, format!("{code:?}: {reason}"));
-                self.replace_producer();
+                self.replace_producer(Reset::Fatal);
                 continue;
             }
             if link.producer_broken.swap(false, Ordering::Relaxed) {
                 link.set_degraded(Trouble::ProducerFenced, "fenced");
-                self.replace_producer();
+                self.replace_producer(Reset::Fenced);
+                continue;
+            }
+            if link.producer_stalled.swap(false, Ordering::Relaxed) {
+                link.set_degraded(
+                    Trouble::ProducerStalled,
+                    format!("{STALLED_AFTER} delivery timeouts in a row with brokers up"),
+                );
+                self.replace_producer(Reset::Stalled);
                 continue;
             }
             if link.is_degraded() {
@@ -337,10 +378,10 @@ impl Replayer {
         }
     }
 
-    /// Replaces a producer that hit a fatal error (an idempotent producer
-    /// fenced by the broker, say): what the old one held comes back through
-    /// its delivery callback and is spooled.
-    fn replace_producer(&self) {
+    /// Replaces a producer that hit a fatal error, was fenced by the broker
+    /// or is stalled: what the old one held comes back through its delivery
+    /// callback and is spooled.
+    fn replace_producer(&self, why: Reset) {
         let fresh: ThreadedProducer<Callbacks> = match self
             .config
             .create_with_context(Callbacks::new(self.shared.clone(), self.spool_tx.clone()))
@@ -358,7 +399,8 @@ impl Replayer {
         while old.in_flight_count() > 0 && Instant::now() < end {
             old.poll(Duration::from_millis(10));
         }
-        tracing::warn!("replaced the kafka producer after a fatal error");
+        counter!(KAFKA_PRODUCER_RESETS, "reason" => why.label()).increment(1);
+        tracing::warn!(reason = why.label(), "replaced the kafka producer");
     }
 
     /// Sends records `ids` of a segment, keeping the producer's queue short
@@ -390,6 +432,7 @@ impl Replayer {
                     .headers(h);
                 match producer.send(r) {
                     Ok(()) => {
+                        self.shared.replay.in_flight.fetch_add(1, Ordering::Relaxed);
                         sent += 1;
                         break;
                     }
