@@ -27,6 +27,7 @@
 //! - [`replay`]: probing a degraded broker and replaying the spool;
 //! - [`spool`]: the on-disk format; [`spool_writer`]: the thread that writes it.
 
+pub mod book;
 pub mod producer;
 pub mod replay;
 pub mod spool;
@@ -49,8 +50,9 @@ use super::{Health, Sink};
 use crate::config::KafkaConfig;
 use crate::event::Event;
 use crate::metrics::{dropped, DropReason, SPOOL_BYTES, SPOOL_EVENTS, SPOOL_MAX_BYTES};
+use book::ReplayBook;
 use producer::{Callbacks, Feed, Feeder, SharedProducer};
-use replay::{ReplayBook, Replayer};
+use replay::Replayer;
 use spool::Spool;
 use spool_writer::{SpoolMsg, SpoolStatus};
 

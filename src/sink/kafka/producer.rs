@@ -1,22 +1,20 @@
-//! The producing side: librdkafka's settings and callbacks, the thread that
-//! feeds it from the intake, and the record format (key, CloudEvents
-//! headers, delivery tags).
+//! The producing side: librdkafka's settings and callbacks, and the thread
+//! that feeds it from the intake, by topic handle ([`Bound`]). The record
+//! format is in [`super::wire`].
 
 use std::ffi::{c_int, c_void, CStr, CString};
-use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use metrics::{counter, gauge, Counter};
 use rdkafka::bindings;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 
@@ -24,7 +22,10 @@ use super::spool::SpoolRecord;
 use super::spool_writer::SpoolMsg;
 #[cfg(test)]
 use super::wire::next_attempt;
-use super::wire::{breaks_producer, is_permanent, is_purge, Outcome, Tag};
+use super::wire::{
+    breaks_producer, cloudevent_headers, is_permanent, is_purge, record_key, CeHeaders, Ids,
+    Outcome, Tag, CE_HEADERS,
+};
 use super::{SinkState, Trouble};
 use crate::config::KafkaConfig;
 use crate::event::Event;
@@ -481,107 +482,12 @@ impl Drop for Bound {
     }
 }
 
-/// librdkafka headers from name/value pairs.
-pub fn owned_headers<'a>(
-    pairs: impl ExactSizeIterator<Item = (&'a str, &'a [u8])>,
-) -> OwnedHeaders {
-    let mut h = OwnedHeaders::new_with_capacity(pairs.len());
-    for (key, value) in pairs {
-        h = h.insert(Header {
-            key,
-            value: Some(value),
-        });
-    }
-    h
-}
-
-/// An event's id and time as text, formatted into fixed buffers: no
-/// allocation per record.
-pub struct Ids {
-    id: [u8; 36],
-    time: [u8; 32],
-    time_len: usize,
-}
-
-impl Ids {
-    pub fn of(event: &Event) -> Ids {
-        let mut ids = Ids {
-            id: [0; 36],
-            time: [0; 32],
-            time_len: 0,
-        };
-        event.event_id.hyphenated().encode_lower(&mut ids.id);
-        let time = UNIX_EPOCH + Duration::from_millis(event.ts_ms.max(0) as u64);
-        let mut w = Fixed {
-            buf: &mut ids.time,
-            len: 0,
-        };
-        // RFC 3339 with milliseconds is 24 bytes; the buffer holds 32.
-        let _ = write!(w, "{}", humantime::format_rfc3339_millis(time));
-        ids.time_len = w.len;
-        ids
-    }
-
-    pub fn id(&self) -> &str {
-        std::str::from_utf8(&self.id).expect("a UUID is ASCII")
-    }
-
-    pub fn time(&self) -> &str {
-        std::str::from_utf8(&self.time[..self.time_len]).expect("a timestamp is ASCII")
-    }
-}
-
-/// `fmt::Write` into a fixed buffer; what does not fit is an error.
-struct Fixed<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl std::fmt::Write for Fixed<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 /// librdkafka's `RD_KAFKA_PARTITION_UA`: the partitioner chooses (by key).
 const PARTITION_UA: i32 = -1;
-
-/// How many CloudEvents headers a record carries.
-const CE_HEADERS: usize = 6;
-
-/// The CloudEvents binary-mode headers of an event: names (NUL-terminated,
-/// as librdkafka takes them) and borrowed values.
-pub type CeHeaders<'a> = [(&'static CStr, &'a str); CE_HEADERS];
-
-/// The CloudEvents binary-mode headers of an event, all borrowed.
-pub fn cloudevent_headers<'a>(event: &Event, ids: &'a Ids, source: &'a str) -> CeHeaders<'a> {
-    [
-        (c"ce_specversion", "1.0"),
-        (c"ce_id", ids.id()),
-        (c"ce_type", event.kind.cloudevent_type()),
-        (c"ce_source", source),
-        (c"ce_time", ids.time()),
-        (c"content-type", "application/json"),
-    ]
-}
-
-/// The record key: the recipient, so each recipient's events stay in
-/// order on one partition; else the event id.
-pub fn record_key<'a>(event: &'a Event, ids: &'a Ids) -> &'a str {
-    match &event.recipient {
-        Some(r) => r,
-        None => ids.id(),
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventType;
 
     #[test]
     fn tags_round_trip_and_never_collide_with_live() {
@@ -613,19 +519,5 @@ mod tests {
             assert!(!is_permanent(Some(c)) && !breaks_producer(Some(c)));
         }
         assert!(is_purge(Some(E::PurgeQueue)) && !is_purge(Some(E::MessageTimedOut)));
-    }
-
-    #[test]
-    fn records_are_keyed_by_recipient_with_cloudevent_headers() {
-        let mut ev = Event::new(EventType::Click, 1_763_942_400_123, "GET");
-        let ids = Ids::of(&ev);
-        assert_eq!(record_key(&ev, &ids), ev.event_id.to_string());
-        ev.recipient = Some("r-42".into());
-        assert_eq!(record_key(&ev, &ids), "r-42");
-        let h = cloudevent_headers(&ev, &ids, "https://t.example.com");
-        let get = |k: &str| h.iter().find(|(n, _)| n.to_str() == Ok(k)).unwrap().1;
-        assert_eq!(get("ce_type"), "trackedge.click.v1");
-        assert_eq!(get("ce_time"), "2025-11-24T00:00:00.123Z");
-        assert_eq!(get("ce_id"), ev.event_id.to_string());
     }
 }
