@@ -589,3 +589,62 @@ async fn a_broker_restarted_on_an_empty_store_gets_a_new_producer_and_every_even
     );
     srv.stop().await;
 }
+
+/// Issue 21, item 10: replayed records that librdkafka still holds when
+/// the process is told to stop are delivered by the final flush; the next
+/// start must neither send them again nor count them again.
+#[tokio::test(flavor = "multi_thread")]
+async fn replayed_records_delivered_during_shutdown_are_not_sent_again() {
+    if !broker_available() {
+        return;
+    }
+    const N: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let mut bytes = Vec::new();
+    for i in 0..N {
+        record(i).encode_into(&mut bytes);
+    }
+    std::fs::write(spool.join("0000000000000001.spool"), &bytes).unwrap();
+    let broker = Tansu::start(free_port(), "memory://tansu/", dir.path());
+    create_topic(&broker.bootstrap(), TOPIC, 3).await;
+    let bootstrap = broker.bootstrap();
+    let spool_s = spool.to_str().unwrap().to_owned();
+
+    // Told to stop as soon as the replay has delivered something: the rest
+    // of the segment is in flight, or not sent yet.
+    let p = Proc::spawn(dir.path(), &kafka_env(&bootstrap, &spool_s));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&p.metrics().await, "trackedge_events_delivered_total") == 0.0 {
+        assert!(Instant::now() < deadline, "the replay never started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(p.signal("TERM"), Some(0));
+    let first = consume_async(bootstrap.clone(), N, 5).await.len();
+    assert!(
+        first < N,
+        "the first run finished the replay before it was stopped: nothing to prove"
+    );
+
+    let p = Proc::spawn(dir.path(), &kafka_env(&bootstrap, &spool_s));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let second = loop {
+        let m = p.metrics().await;
+        let delivered = metric(&m, "trackedge_events_delivered_total");
+        if metric(&m, "trackedge_spool_events") == 0.0 && delivered as usize + first >= N {
+            break delivered as usize;
+        }
+        assert!(Instant::now() < deadline, "spool not drained: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(p.signal("TERM"), Some(0));
+    let msgs = consume_async(bootstrap, N + 1, 10).await;
+    let (got, total) = keys(&msgs);
+    assert_eq!(got.len(), N, "every spooled record delivered");
+    assert_eq!(
+        total, N,
+        "no record delivered twice (first run {first}, second run {second})"
+    );
+    assert_eq!(first + second, N, "each delivery counted once");
+}

@@ -64,12 +64,44 @@ impl Progress {
     pub fn finished(&self) -> bool {
         (0..self.settled.len()).all(|i| self.settled[i] || self.tries[i] >= MAX_TRIES)
     }
+
+    /// Marks records settled by an earlier run (the spool's `.settled`
+    /// file); indices past the segment are ignored.
+    pub fn settle_all(&mut self, indices: &[u32]) {
+        for &i in indices {
+            if let Some(s) = self.settled.get_mut(i as usize) {
+                *s = true;
+            }
+        }
+    }
+
+    /// The records settled so far, for the spool to write down.
+    pub fn settled_indices(&self) -> Vec<u32> {
+        (0..self.settled.len())
+            .filter(|&i| self.settled[i])
+            .map(|i| i as u32)
+            .collect()
+    }
+}
+
+/// A segment's replay interrupted by shutdown, settled once every
+/// delivery report is in.
+#[derive(Debug)]
+pub struct Parked {
+    pub progress: Progress,
+    /// Records lost to damage, to count once the segment is finished.
+    pub damaged: u64,
+    /// Records given up by the interrupted attempt (already merged).
+    pub gave_up: u64,
 }
 
 /// One attempt's delivery reports, by position in the attempt.
 #[derive(Debug)]
 struct Attempt {
     id: u32,
+    /// The segment, and the record index of each position.
+    seq: u64,
+    sent: Vec<u32>,
     results: Vec<Option<Outcome>>,
     /// Reports still to come.
     left: usize,
@@ -82,15 +114,46 @@ pub struct ReplayBook {
     /// Replayed records librdkafka holds (sent, no report yet), of any
     /// attempt: they are in the spool too, and counted once as pending.
     pub in_flight: AtomicUsize,
+    /// The progress of a segment whose replay the stop interrupted; its
+    /// attempt stays current so the final flush's reports still settle it.
+    parked: Mutex<Option<(Progress, u64)>>,
 }
 
 impl ReplayBook {
-    pub(super) fn begin(&self, id: u32, records: usize) {
+    /// Starts attempt `id` at records `sent` of segment `seq`; reports
+    /// come by position in `sent`.
+    pub(super) fn begin(&self, id: u32, seq: u64, sent: Vec<u32>) {
+        let n = sent.len();
         *self.current.lock().unwrap() = Some(Attempt {
             id,
-            results: vec![None; records],
-            left: records,
+            seq,
+            sent,
+            results: vec![None; n],
+            left: n,
         });
+    }
+
+    /// Keeps the progress of the segment the stop interrupted (with its
+    /// `damaged` count) for [`ReplayBook::take_parked`].
+    pub(super) fn park(&self, progress: Progress, damaged: u64) {
+        *self.parked.lock().unwrap() = Some((progress, damaged));
+    }
+
+    /// At shutdown, once librdkafka has reported on every record: the
+    /// interrupted segment's progress with its last attempt merged in.
+    pub fn take_parked(&self) -> Option<Parked> {
+        let (mut progress, damaged) = self.parked.lock().unwrap().take()?;
+        let mut gave_up = 0;
+        if let Some(a) = self.current.lock().unwrap().take() {
+            if a.seq == progress.seq {
+                gave_up = progress.merge(&a.sent[..a.results.len()], &a.results);
+            }
+        }
+        Some(Parked {
+            progress,
+            damaged,
+            gave_up,
+        })
     }
 
     /// The delivery report of record `index` of attempt `attempt`; reports
@@ -195,7 +258,7 @@ mod tests {
     fn reports_of_an_earlier_attempt_are_ignored() {
         let book = ReplayBook::default();
         use Outcome::*;
-        book.begin(2, 2);
+        book.begin(2, 1, vec![0, 1]);
         book.settle(1, 0, Refused);
         assert_eq!(book.finished(), None, "attempt 1 is not the current one");
         book.settle(2, 0, Delivered);
@@ -209,7 +272,7 @@ mod tests {
     #[test]
     fn unsent_records_end_the_attempt_early() {
         let book = ReplayBook::default();
-        book.begin(3, 5);
+        book.begin(3, 1, (0..5).collect());
         book.settle(3, 0, Outcome::Delivered);
         book.settle(3, 1, Outcome::Delivered);
         book.unsent(2);
@@ -217,5 +280,27 @@ mod tests {
             book.finished(),
             Some(vec![Some(Outcome::Delivered), Some(Outcome::Delivered)])
         );
+    }
+
+    #[test]
+    fn a_parked_replay_takes_the_reports_that_came_after_the_stop() {
+        let book = ReplayBook::default();
+        let mut p = Progress::new(7, 6);
+        p.settle_all(&[0, 9]);
+        assert_eq!(
+            p.settled_indices(),
+            [0],
+            "an index past the segment is ignored"
+        );
+        book.begin(4, 7, vec![1, 2, 3, 4, 5]);
+        book.park(p, 0);
+        // The final flush delivers some of the attempt's records.
+        book.settle(4, 0, Outcome::Delivered);
+        book.settle(4, 2, Outcome::Delivered);
+        book.settle(4, 3, Outcome::NotSent);
+        let parked = book.take_parked().unwrap();
+        assert_eq!(parked.progress.settled_indices(), [0, 1, 3]);
+        assert!(!parked.progress.finished());
+        assert!(book.take_parked().is_none());
     }
 }

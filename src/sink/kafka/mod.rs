@@ -28,6 +28,7 @@
 //! - [`spool`]: the on-disk format; [`spool_writer`]: the thread that writes it.
 
 pub mod book;
+pub mod frame;
 pub mod producer;
 pub mod replay;
 pub mod spool;
@@ -363,6 +364,28 @@ impl Sink for KafkaSink {
         // The spool's thread writes what it was given, syncs and stops; a
         // second past the deadline at most, for that final write.
         let end = deadline + Duration::from_secs(1);
+        // A replay the stop interrupted: every report is in now, so what it
+        // delivered is known. Written down (or its segment removed), so the
+        // next start neither sends nor counts those records again.
+        if let Some(parked) = self.shared.replay.take_parked() {
+            let p = parked.progress;
+            dropped(DropReason::RetriesExhausted, parked.gave_up);
+            let (done, settled) = mpsc::sync_channel(1);
+            let msg = if p.finished() {
+                dropped(DropReason::SpoolCorrupt, parked.damaged);
+                SpoolMsg::Remove { seq: p.seq, done }
+            } else {
+                SpoolMsg::Settled {
+                    seq: p.seq,
+                    records: p.settled.len(),
+                    settled: p.settled_indices(),
+                    done,
+                }
+            };
+            if send_by(&self.spool_tx, msg, end) {
+                let _ = settled.recv_timeout(end.saturating_duration_since(Instant::now()));
+            }
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         if send_by(&self.spool_tx, SpoolMsg::Close(tx), end) {
             let _ = rx.recv_timeout(end.saturating_duration_since(Instant::now()));

@@ -147,8 +147,11 @@ impl Replayer {
             };
             // Sealed segments are never written again: read without the
             // lock, so the spool's thread keeps appending meanwhile.
-            let next = next.map(|(seg, dir)| (seg, Spool::read_sealed(&dir, &seg)));
-            let Some((seg, scan)) = next else {
+            let next = next.map(|(seg, dir)| {
+                let settled = Spool::read_settled(&dir, seg.seq);
+                (seg, Spool::read_sealed(&dir, &seg), settled)
+            });
+            let Some((seg, scan, settled)) = next else {
                 self.sleep(Duration::from_millis(100));
                 continue;
             };
@@ -175,14 +178,31 @@ impl Replayer {
                     continue;
                 }
             };
-            // Records the segment should hold but that did not read back
-            // are lost to damage on disk: counted once, when it is done.
-            let damaged = seg.events.saturating_sub(records.len() as u64);
+            // Records the segment should hold (besides those an earlier run
+            // settled) but that did not read back are lost to damage on
+            // disk: counted once, when it is done.
+            let settled_before = settled
+                .iter()
+                .filter(|&&i| (i as usize) < records.len())
+                .count();
+            let damaged = (seg.events + settled_before as u64).saturating_sub(records.len() as u64);
             let p = match progress.take() {
                 Some(p) if p.seq == seg.seq && p.settled.len() == records.len() => p,
-                _ => Progress::new(seg.seq, records.len()),
+                _ => {
+                    let mut p = Progress::new(seg.seq, records.len());
+                    p.settle_all(&settled);
+                    p
+                }
             };
-            let p = self.replay_segment(p, &records, &mut attempt);
+            let p = match self.replay_segment(p, &records, &mut attempt) {
+                Ok(p) => p,
+                Err(p) => {
+                    // Stopped with the attempt's records still in flight:
+                    // shutdown settles it after the final flush.
+                    self.shared.replay.park(p, damaged);
+                    return;
+                }
+            };
             if p.finished() {
                 dropped(DropReason::SpoolCorrupt, damaged);
                 self.remove(seg.seq);
@@ -193,18 +213,25 @@ impl Replayer {
                 self.sleep(PROBE_EVERY);
             }
         }
+        // Stopped between attempts at a segment partly delivered: written
+        // down at shutdown too (no report is pending; nothing to count as
+        // damaged before the segment is done).
+        if let Some(p) = progress {
+            self.shared.replay.park(p, 0);
+        }
     }
 
-    /// One attempt at the records of `p` not yet delivered.
+    /// One attempt at the records of `p` not yet delivered; `Err` when the
+    /// stop came before every report was in (the attempt stays current).
     fn replay_segment(
         &self,
         mut p: Progress,
         records: &[SpoolRecord],
         attempt: &mut u32,
-    ) -> Progress {
+    ) -> Result<Progress, Progress> {
         let sent_ids = p.to_send();
         if sent_ids.is_empty() {
-            return p;
+            return Ok(p);
         }
         tracing::debug!(
             seq = p.seq,
@@ -212,12 +239,14 @@ impl Replayer {
             "replaying spool segment"
         );
         *attempt = next_attempt(*attempt);
-        self.shared.replay.begin(*attempt, sent_ids.len());
+        self.shared.replay.begin(*attempt, p.seq, sent_ids.clone());
         let sent = self.replay(records, &sent_ids, *attempt);
         if sent < sent_ids.len() {
             self.shared.replay.unsent(sent);
         }
-        let results = self.outcome();
+        let Some(results) = self.outcome() else {
+            return Err(p);
+        };
         let gave_up = p.merge(&sent_ids[..results.len()], &results);
         if gave_up > 0 {
             tracing::error!(
@@ -228,20 +257,24 @@ impl Replayer {
             );
             dropped(DropReason::RetriesExhausted, gave_up);
         }
-        p
+        Ok(p)
     }
 
     /// Waits for every delivery report of the current attempt; what came
-    /// in when stopping or out of time.
-    fn outcome(&self) -> Vec<Option<Outcome>> {
+    /// in when out of time. `None` when told to stop first: the attempt is
+    /// left current, for the final flush's reports to settle.
+    fn outcome(&self) -> Option<Vec<Option<Outcome>>> {
         let end = Instant::now() + self.settle_timeout;
-        while !self.stopped() && Instant::now() < end {
+        while Instant::now() < end {
             if let Some(done) = self.shared.replay.finished() {
-                return done;
+                return Some(done);
+            }
+            if self.stopped() {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        self.shared.replay.abandon()
+        Some(self.shared.replay.abandon())
     }
 
     /// Has the spool's thread delete a segment and waits until it has.

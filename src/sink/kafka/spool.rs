@@ -19,158 +19,17 @@
 //! (a rename needs no space), its damage counted once, and replayed like
 //! any other (reading skips the damage); a segment that cannot be read at
 //! all is renamed `{seq:016x}.bad` and set aside for an operator.
+//!
+//! A replay that shutdown interrupts leaves `{seq:016x}.settled` beside its
+//! segment: the records it did deliver, which the next start neither sends
+//! nor counts again (the books balance across the restart).
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// Marks the start of every record ("TESP").
-const MAGIC: u32 = 0x5053_4554;
-/// Frame bytes before the body.
-const FRAME: usize = 12;
-/// Largest body accepted when reading; anything bigger is damage.
-const MAX_BODY: usize = 16 * 1024 * 1024;
-
-/// One Kafka record as it will be produced on replay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpoolRecord {
-    pub ts_ms: i64,
-    pub key: Vec<u8>,
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub payload: Vec<u8>,
-}
-
-impl SpoolRecord {
-    /// Appends the framed record to `out`.
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&MAGIC.to_le_bytes());
-        out.extend_from_slice(&[0; 8]); // len and crc, filled in below
-        out.extend_from_slice(&self.ts_ms.to_le_bytes());
-        let key = &self.key[..self.key.len().min(u16::MAX as usize)];
-        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        out.extend_from_slice(key);
-        let headers = &self.headers[..self.headers.len().min(u8::MAX as usize)];
-        out.push(headers.len() as u8);
-        for (name, value) in headers {
-            let name = &name.as_bytes()[..name.len().min(u8::MAX as usize)];
-            let value = &value[..value.len().min(u16::MAX as usize)];
-            out.push(name.len() as u8);
-            out.extend_from_slice(name);
-            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-            out.extend_from_slice(value);
-        }
-        out.extend_from_slice(&self.payload);
-        let len = (out.len() - start - FRAME) as u32;
-        out[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
-        let mut h = crc32fast::Hasher::new();
-        h.update(&len.to_le_bytes());
-        h.update(&out[start + FRAME..]);
-        out[start + 8..start + 12].copy_from_slice(&h.finalize().to_le_bytes());
-    }
-
-    /// The framed size of this record.
-    pub fn encoded_len(&self) -> usize {
-        FRAME
-            + 8
-            + 2
-            + self.key.len()
-            + 1
-            + self
-                .headers
-                .iter()
-                .map(|(n, v)| 1 + n.len() + 2 + v.len())
-                .sum::<usize>()
-            + self.payload.len()
-    }
-
-    fn decode_body(b: &[u8]) -> Option<SpoolRecord> {
-        let mut r = Reader(b);
-        let ts_ms = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
-        let klen = u16::from_le_bytes(r.take(2)?.try_into().ok()?) as usize;
-        let key = r.take(klen)?.to_vec();
-        let n = r.take(1)?[0] as usize;
-        let mut headers = Vec::with_capacity(n);
-        for _ in 0..n {
-            let nlen = r.take(1)?[0] as usize;
-            let name = String::from_utf8(r.take(nlen)?.to_vec()).ok()?;
-            let vlen = u16::from_le_bytes(r.take(2)?.try_into().ok()?) as usize;
-            headers.push((name, r.take(vlen)?.to_vec()));
-        }
-        Some(SpoolRecord {
-            ts_ms,
-            key,
-            headers,
-            payload: r.0.to_vec(),
-        })
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-}
-
-/// What reading a segment found.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Scan {
-    pub records: Vec<SpoolRecord>,
-    /// Damaged records skipped (a torn tail counts as one).
-    pub corrupt: usize,
-}
-
-/// Decodes every intact record of a segment's bytes, skipping damage.
-pub fn scan(data: &[u8]) -> Scan {
-    let mut out = Scan::default();
-    let mut pos = 0;
-    let mut in_damage = false;
-    while pos + FRAME <= data.len() {
-        let magic = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap());
-        let ok = magic == MAGIC && {
-            let len = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().unwrap()) as usize;
-            let crc = u32::from_le_bytes(data[pos + 8..pos + 12].try_into().unwrap());
-            len <= MAX_BODY
-                && pos + FRAME + len <= data.len()
-                && {
-                    let mut h = crc32fast::Hasher::new();
-                    h.update(&data[pos + 4..pos + 8]);
-                    h.update(&data[pos + FRAME..pos + FRAME + len]);
-                    h.finalize() == crc
-                }
-                && match SpoolRecord::decode_body(&data[pos + FRAME..pos + FRAME + len]) {
-                    Some(rec) => {
-                        out.records.push(rec);
-                        pos += FRAME + len;
-                        true
-                    }
-                    None => false,
-                }
-        };
-        if ok {
-            in_damage = false;
-        } else {
-            // Count each damaged stretch once, then look for the next magic.
-            if !in_damage {
-                out.corrupt += 1;
-                in_damage = true;
-            }
-            pos += 1;
-        }
-    }
-    if pos < data.len() && !in_damage {
-        out.corrupt += 1; // a torn tail shorter than a frame
-    }
-    out
-}
+pub use super::frame::{scan, Scan, SpoolRecord};
 
 /// A closed segment waiting for replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +79,14 @@ pub enum SpoolError {
 const LIVE: &str = "spool";
 const DAMAGED: &str = "damaged";
 const BAD: &str = "bad";
+/// Beside a segment: the indices (u32, little-endian) of its records an
+/// interrupted replay delivered, so the next start neither sends nor counts
+/// them again.
+const SETTLED: &str = "settled";
+
+fn settled_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:016x}.{SETTLED}"))
+}
 
 fn seg_path(dir: &Path, seq: u64, damaged: bool) -> PathBuf {
     dir.join(format!(
@@ -287,6 +154,10 @@ impl Spool {
                 }
                 continue;
             }
+            let settled = Self::read_settled(dir, seq)
+                .into_iter()
+                .filter(|&i| (i as usize) < s.records.len())
+                .count() as u64;
             let mut damaged = was_damaged;
             if s.corrupt > 0 && !was_damaged {
                 // Counted now; the new name says so at the next start.
@@ -295,10 +166,20 @@ impl Spool {
             }
             sealed.push_back(Sealed {
                 seq,
-                events: s.records.len() as u64,
+                events: s.records.len() as u64 - settled,
                 bytes: data.len() as u64,
                 damaged,
             });
+        }
+        // A settled list whose segment is gone is stale.
+        for e in fs::read_dir(dir)?.filter_map(|e| e.ok()) {
+            let name = e.file_name();
+            let Some((seq, SETTLED)) = name.to_str().and_then(|n| n.split_once('.')) else {
+                continue;
+            };
+            if !u64::from_str_radix(seq, 16).is_ok_and(|q| sealed.iter().any(|s| s.seq == q)) {
+                let _ = fs::remove_file(e.path());
+            }
         }
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
@@ -430,11 +311,45 @@ impl Spool {
         &self.dir
     }
 
+    /// The records of segment `seq` an interrupted replay delivered
+    /// ([`Spool::mark_settled`]); none when there is no list.
+    pub fn read_settled(dir: &Path, seq: u64) -> Vec<u32> {
+        fs::read(settled_path(dir, seq))
+            .map(|b| {
+                b.chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Writes down that records `settled` (sorted, distinct) of segment
+    /// `seq`, which holds `records`, are delivered: replaced whole (a
+    /// temporary file renamed over it) and synced; the segment then counts
+    /// only the others.
+    pub fn mark_settled(&mut self, seq: u64, records: usize, settled: &[u32]) -> io::Result<()> {
+        let Some(seg) = self.sealed.iter_mut().find(|s| s.seq == seq) else {
+            return Ok(());
+        };
+        let tmp = self.dir.join(format!("{seq:016x}.{SETTLED}.tmp"));
+        let bytes: Vec<u8> = settled.iter().flat_map(|i| i.to_le_bytes()).collect();
+        let mut f = File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, settled_path(&self.dir, seq))?;
+        seg.events = records.saturating_sub(settled.len()) as u64;
+        Ok(())
+    }
+
     /// Deletes a sealed segment whose records are all accounted for.
     pub fn remove(&mut self, seq: u64) -> io::Result<()> {
         let Some(i) = self.sealed.iter().position(|s| s.seq == seq) else {
             return Ok(());
         };
+        match fs::remove_file(settled_path(&self.dir, seq)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let seg = self.sealed.remove(i).expect("found above");
         match fs::remove_file(seg_path(&self.dir, seq, seg.damaged)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -449,6 +364,7 @@ impl Spool {
             return 0;
         };
         let seg = self.sealed.remove(i).expect("found above");
+        let _ = fs::remove_file(settled_path(&self.dir, seq));
         let from = if seg.damaged { DAMAGED } else { LIVE };
         rename(&self.dir, seq, from, BAD);
         seg.events
@@ -458,64 +374,7 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(i: i64) -> SpoolRecord {
-        SpoolRecord {
-            ts_ms: 1_763_942_400_000 + i,
-            key: format!("r-{i}").into_bytes(),
-            headers: vec![("ce_id".into(), format!("id-{i}").into_bytes())],
-            payload: format!("{{\"n\":{i}}}").into_bytes(),
-        }
-    }
-
-    fn encode(recs: &[SpoolRecord]) -> Vec<u8> {
-        let mut b = Vec::new();
-        for r in recs {
-            r.encode_into(&mut b);
-        }
-        b
-    }
-
-    #[test]
-    fn round_trip() {
-        let recs: Vec<_> = (0..50).map(rec).collect();
-        let b = encode(&recs);
-        assert_eq!(b.len(), recs.iter().map(|r| r.encoded_len()).sum::<usize>());
-        assert_eq!(
-            scan(&b),
-            Scan {
-                records: recs,
-                corrupt: 0
-            }
-        );
-    }
-
-    #[test]
-    fn torn_tail_keeps_every_intact_record() {
-        let recs: Vec<_> = (0..10).map(rec).collect();
-        let b = encode(&recs);
-        for cut in 1..recs[9].encoded_len() {
-            let s = scan(&b[..b.len() - cut]);
-            assert_eq!(s.records, recs[..9], "cut {cut}");
-            assert_eq!(s.corrupt, 1, "cut {cut}");
-        }
-    }
-
-    #[test]
-    fn a_flipped_byte_loses_only_its_record() {
-        let recs: Vec<_> = (0..10).map(rec).collect();
-        let b = encode(&recs);
-        let start5: usize = recs[..5].iter().map(|r| r.encoded_len()).sum();
-        for off in 0..recs[5].encoded_len() {
-            let mut d = b.clone();
-            d[start5 + off] ^= 0x40;
-            let s = scan(&d);
-            let mut want = recs.clone();
-            want.remove(5);
-            assert_eq!(s.records, want, "flip at {off}");
-            assert_eq!(s.corrupt, 1);
-        }
-    }
+    use crate::sink::kafka::frame::tests::{encode, rec};
 
     #[test]
     fn open_recovers_damaged_segments_without_writing() {
@@ -587,5 +446,27 @@ mod tests {
         assert_eq!(seen as u64, n);
         assert_eq!(spool.totals(), (0, 0));
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn settled_records_are_written_down_and_counted_out_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        let recs: Vec<_> = (0..5).map(rec).collect();
+        s.append_encoded(&encode(&recs), 5).unwrap();
+        s.seal().unwrap();
+        let seq = s.oldest().unwrap().seq;
+        s.mark_settled(seq, 5, &[1, 3]).unwrap();
+        assert_eq!(s.totals().0, 3);
+        drop(s);
+        let (mut s, _) = Spool::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        assert_eq!(s.totals().0, 3, "counted out again at the next start");
+        assert_eq!(Spool::read_settled(dir.path(), seq), [1, 3]);
+        s.remove(seq).unwrap();
+        assert!(
+            Spool::read_settled(dir.path(), seq).is_empty(),
+            "removed with its segment"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -28,6 +28,14 @@ pub enum SpoolMsg {
         seq: u64,
         done: SyncSender<()>,
     },
+    /// Write down the records of segment `seq` (of `records`) a replay
+    /// interrupted by shutdown delivered; then acknowledge.
+    Settled {
+        seq: u64,
+        records: usize,
+        settled: Vec<u32>,
+        done: SyncSender<()>,
+    },
     /// Publish the spool's totals (the replayer set a segment aside).
     Publish,
     Close(SyncSender<()>),
@@ -165,6 +173,19 @@ pub fn run(
                     let mut s = spool.lock().unwrap();
                     if let Err(e) = s.remove(seq) {
                         tracing::error!(error = %e, seq, "cannot delete a replayed spool segment");
+                    }
+                    status.publish(&s);
+                    let _ = done.send(());
+                }
+                SpoolMsg::Settled {
+                    seq,
+                    records,
+                    settled,
+                    done,
+                } => {
+                    let mut s = spool.lock().unwrap();
+                    if let Err(e) = s.mark_settled(seq, records, &settled) {
+                        tracing::error!(error = %e, seq, "cannot write down a replay's progress; the next start sends those records again");
                     }
                     status.publish(&s);
                     let _ = done.send(());
