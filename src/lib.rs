@@ -51,6 +51,7 @@ pub mod dashboard;
 pub mod enrich;
 pub mod error;
 pub mod event;
+pub mod frames;
 pub mod health;
 pub mod limits;
 pub mod live;

@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::frames::FrameGuard;
+
 /// What a connection's socket has seen, in milliseconds since the accept
 /// plus one, so that 0 means "never" / "no head in progress".
 #[derive(Debug)]
@@ -106,11 +108,17 @@ pub async fn watch(activity: &Activity, idle: Duration, head: Duration) {
 pub struct Watched<S> {
     io: S,
     activity: Arc<Activity>,
+    /// Closes an HTTP/2 connection that floods SETTINGS frames.
+    frames: FrameGuard,
 }
 
 impl<S> Watched<S> {
     pub fn new(io: S, activity: Arc<Activity>) -> Watched<S> {
-        Watched { io, activity }
+        Watched {
+            io,
+            activity,
+            frames: FrameGuard::default(),
+        }
     }
 }
 
@@ -125,6 +133,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let r = Pin::new(&mut this.io).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.activity.received();
+            if this.frames.feed(&buf.filled()[before..]).is_err() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "HTTP/2 SETTINGS flood",
+                )));
+            }
         }
         r
     }

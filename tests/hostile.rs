@@ -317,3 +317,76 @@ async fn malformed_or_ambiguous_requests_are_refused_and_never_recorded() {
         "only the well-formed request is recorded: {events:?}"
     );
 }
+
+/// Issue 21, item 9: a client that floods SETTINGS frames on an HTTP/2
+/// connection (each one costs the server an ACK) has its connection
+/// closed, whether it sends them in bursts or one per ACK; pixels from
+/// others keep answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_settings_flood_is_cut_and_pixels_keep_answering() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    let srv = TestServer::start("").await;
+    let mut buf = vec![0u8; 64 * 1024];
+
+    // One frame per ACK: within h2's rules, each a round trip.
+    let mut s = tokio::net::TcpStream::connect(srv.public).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sent = 0;
+    let cut = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if s.write_all(&SETTINGS).await.is_err() {
+                return;
+            }
+            sent += 1;
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if sent == 20_000 {
+                std::future::pending::<()>().await;
+            }
+        }
+    })
+    .await;
+    assert!(
+        cut.is_ok(),
+        "{sent} SETTINGS frames, one per ACK, and the connection is still open"
+    );
+
+    // Bursts.
+    let s = tokio::net::TcpStream::connect(srv.public).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+        let burst = SETTINGS.repeat(1000);
+        for _ in 0..100 {
+            if wr.write_all(&burst).await.is_err() {
+                return;
+            }
+        }
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    assert!(
+        closed.is_ok(),
+        "100,000 SETTINGS frames in bursts and the connection is still open"
+    );
+
+    let mut c = claims(TokenType::Open, "flood");
+    let t = Instant::now();
+    assert_eq!(get(&srv.tracked(&mut c)).await.status, 200);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    srv.stop().await;
+}
