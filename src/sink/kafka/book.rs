@@ -75,10 +75,12 @@ impl Progress {
         }
     }
 
-    /// The records settled so far, for the spool to write down.
-    pub fn settled_indices(&self) -> Vec<u32> {
+    /// The records accounted for so far (delivered, or given up and
+    /// counted dropped), for the spool to write down: a next start sends
+    /// neither again.
+    pub fn accounted_indices(&self) -> Vec<u32> {
         (0..self.settled.len())
-            .filter(|&i| self.settled[i])
+            .filter(|&i| self.settled[i] || self.tries[i] >= MAX_TRIES)
             .map(|i| i as u32)
             .collect()
     }
@@ -252,6 +254,7 @@ mod tests {
         assert_eq!(gave_up, 1);
         assert_eq!(p.tries[1], MAX_TRIES);
         assert!(p.finished());
+        assert_eq!(p.accounted_indices(), [0, 1], "a given-up record is not sent again");
     }
 
     #[test]
@@ -288,7 +291,7 @@ mod tests {
         let mut p = Progress::new(7, 6);
         p.settle_all(&[0, 9]);
         assert_eq!(
-            p.settled_indices(),
+            p.accounted_indices(),
             [0],
             "an index past the segment is ignored"
         );
@@ -299,7 +302,7 @@ mod tests {
         book.settle(4, 2, Outcome::Delivered);
         book.settle(4, 3, Outcome::NotSent);
         let parked = book.take_parked().unwrap();
-        assert_eq!(parked.progress.settled_indices(), [0, 1, 3]);
+        assert_eq!(parked.progress.accounted_indices(), [0, 1, 3]);
         assert!(!parked.progress.finished());
         assert!(book.take_parked().is_none());
     }

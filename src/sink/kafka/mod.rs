@@ -378,7 +378,7 @@ impl Sink for KafkaSink {
                 SpoolMsg::Settled {
                     seq: p.seq,
                     records: p.settled.len(),
-                    settled: p.settled_indices(),
+                    settled: p.accounted_indices(),
                     done,
                 }
             };
