@@ -254,7 +254,11 @@ mod tests {
         assert_eq!(gave_up, 1);
         assert_eq!(p.tries[1], MAX_TRIES);
         assert!(p.finished());
-        assert_eq!(p.accounted_indices(), [0, 1], "a given-up record is not sent again");
+        assert_eq!(
+            p.accounted_indices(),
+            [0, 1],
+            "a given-up record is not sent again"
+        );
     }
 
     #[test]
