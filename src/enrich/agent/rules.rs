@@ -13,7 +13,7 @@ use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::Deserialize;
 
 use super::config::{AgentConfig, AgentRule};
-use super::person::{Person, REGEX_SIZE_LIMIT};
+use super::person::{Person, DFA_CACHE_LIMIT, REGEX_SIZE_LIMIT};
 use crate::event::{AgentKind, EventType};
 
 /// The built-in rules and the generic pattern list they name.
@@ -297,6 +297,7 @@ impl Rules {
         let ua = RegexSetBuilder::new(&ua_patterns)
             .case_insensitive(true)
             .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(DFA_CACHE_LIMIT)
             .build()
             .map_err(|e| err(file_key.as_str(), format!("ua patterns: {e}")))?;
         let person = Person::new(file.generic.as_ref().and(patterns.as_deref()))
@@ -313,12 +314,10 @@ impl Rules {
                     .map(|p| format!("(?:{p})"))
                     .collect::<Vec<_>>()
                     .join("|");
-                // The lazy DFA's cache keeps regex's default bound (a few
-                // MiB a thread): under thousands of distinct UAs a larger
-                // one grows to its limit and the process with it.
                 let any = RegexBuilder::new(&joined)
                     .case_insensitive(true)
                     .size_limit(REGEX_SIZE_LIMIT)
+                    .dfa_size_limit(DFA_CACHE_LIMIT)
                     .build()
                     .map_err(|e| err(file_key.as_str(), format!("generic patterns: {e}")))?;
                 let unless = RegexSetBuilder::new(&g.unless)
