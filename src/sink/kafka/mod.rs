@@ -361,8 +361,8 @@ impl Sink for KafkaSink {
         while producer.in_flight_count() > 0 && Instant::now() < deadline {
             producer.poll(Duration::from_millis(10));
         }
-        // The spool's thread writes what it was given, syncs and stops; a
-        // second past the deadline at most, for that final write.
+        // The spool's thread gets a second past the deadline at most for
+        // its last writes.
         let end = deadline + Duration::from_secs(1);
         // A replay the stop interrupted: every report is in now, so what it
         // delivered is known. Written down (or its segment removed), so the
@@ -386,6 +386,7 @@ impl Sink for KafkaSink {
                 let _ = settled.recv_timeout(end.saturating_duration_since(Instant::now()));
             }
         }
+        // Then it writes what it was given, syncs and stops.
         let (tx, rx) = mpsc::sync_channel(1);
         if send_by(&self.spool_tx, SpoolMsg::Close(tx), end) {
             let _ = rx.recv_timeout(end.saturating_duration_since(Instant::now()));
