@@ -362,6 +362,18 @@ async fn sigkill_with_events_in_the_spool_then_restart_delivers_them() {
     assert_eq!(p.signal("TERM"), Some(0));
 }
 
+/// A broker with the topic, and a spool directory under `dir` whose first
+/// segment holds `bytes`: the broker, its address and the spool's path.
+async fn broker_and_spool(dir: &std::path::Path, bytes: &[u8]) -> (Tansu, String, String) {
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(spool.join("0000000000000001.spool"), bytes).unwrap();
+    let broker = Tansu::start(free_port(), "memory://tansu/", dir);
+    create_topic(&broker.bootstrap(), TOPIC, 3).await;
+    let bootstrap = broker.bootstrap();
+    (broker, bootstrap, spool.to_str().unwrap().to_owned())
+}
+
 fn record(i: usize) -> SpoolRecord {
     let id = uuid::Uuid::now_v7().to_string();
     SpoolRecord {
@@ -382,8 +394,6 @@ async fn a_damaged_spool_delivers_every_intact_record() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    std::fs::create_dir_all(&spool).unwrap();
     let recs: Vec<SpoolRecord> = (0..10).map(record).collect();
     let mut bytes = Vec::new();
     let mut offsets = Vec::new();
@@ -394,12 +404,7 @@ async fn a_damaged_spool_delivers_every_intact_record() {
     // Record 3 gets a flipped byte in its payload; record 9 is torn.
     bytes[offsets[3] + recs[3].encoded_len() - 5] ^= 0x01;
     bytes.truncate(offsets[9] + 20);
-    std::fs::write(spool.join("0000000000000001.spool"), &bytes).unwrap();
-
-    let broker = Tansu::start(free_port(), "memory://tansu/", dir.path());
-    create_topic(&broker.bootstrap(), TOPIC, 3).await;
-    let bootstrap = broker.bootstrap();
-    let spool_s = spool.to_str().unwrap().to_owned();
+    let (broker, bootstrap, spool_s) = broker_and_spool(dir.path(), &bytes).await;
     let p = Proc::spawn(dir.path(), &kafka_env(&bootstrap, &spool_s));
     let (got, _) = keys(&consume_async(broker.bootstrap(), 8, 60).await);
     let want: HashSet<String> = (0..9)
@@ -602,17 +607,11 @@ async fn replayed_records_delivered_during_shutdown_are_not_sent_again() {
     // always finds some of it still to do, however loaded the machine.
     const N: usize = 60_000;
     let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    std::fs::create_dir_all(&spool).unwrap();
     let mut bytes = Vec::new();
     for i in 0..N {
         record(i).encode_into(&mut bytes);
     }
-    std::fs::write(spool.join("0000000000000001.spool"), &bytes).unwrap();
-    let broker = Tansu::start(free_port(), "memory://tansu/", dir.path());
-    create_topic(&broker.bootstrap(), TOPIC, 3).await;
-    let bootstrap = broker.bootstrap();
-    let spool_s = spool.to_str().unwrap().to_owned();
+    let (_broker, bootstrap, spool_s) = broker_and_spool(dir.path(), &bytes).await;
 
     // Told to stop as soon as the replay has delivered something: the rest
     // of the segment is in flight, or not sent yet.
