@@ -14,7 +14,6 @@
 //! in-flight requests get `server.shutdown_grace` to finish, the sink
 //! flushes every accepted event, and only then does the admin listener close.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -22,9 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -35,7 +33,7 @@ use crate::app::App;
 use crate::config::ServerConfig;
 use crate::health::Phase;
 use crate::limits::{Gate, PerAddress};
-use crate::watchdog::{self, Activity, Watched};
+use crate::watchdog::{self, Timeouts};
 
 /// Connections the admin listener serves at once: scrapers and probes need
 /// a few, and the headroom keeps a pile of idle ones from starving the
@@ -272,11 +270,7 @@ fn spawn_worker(
                 let (graceful, tls_graceful) = match (tls, app.tls()) {
                     (Some(l), Some(state)) => {
                         let l = TcpListener::from_std(l).expect("a runtime is running");
-                        let t = Timeouts::of(s);
-                        let limits = crate::tls::serve::Limits {
-                            idle: t.idle,
-                            head: t.head,
-                        };
+                        let limits = Timeouts::of(s);
                         let secure = crate::tls::serve::accept_loop(
                             l,
                             state.acceptor().clone(),
@@ -311,13 +305,6 @@ fn spawn_worker(
     Ok(done_rx)
 }
 
-/// The limits the watchdog enforces on every connection.
-#[derive(Clone, Copy)]
-struct Timeouts {
-    idle: Duration,
-    head: Duration,
-}
-
 impl Timeouts {
     fn of(s: &ServerConfig) -> Timeouts {
         Timeouts {
@@ -345,26 +332,16 @@ where
     while let Some(crate::limits::Admitted { stream, peer, held }) =
         gate.admit(&listener, &mut stop).await
     {
-        let activity = Arc::new(Activity::new());
-        let stream = Watched::new(stream, activity.clone());
-        let h = handler.clone();
-        let seen = activity.clone();
-        let svc = service_fn(move |req| {
-            seen.request();
-            let fut = h(req, peer);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let conn = watchdog::serve(
+            stream,
+            &builder,
+            graceful.watcher(),
+            peer,
+            timeouts,
+            handler.clone(),
+        );
         tokio::spawn(async move {
-            tokio::select! {
-                // Connection errors (resets, garbage) are the client's.
-                _ = conn => {}
-                // Idle or too slow: dropping the connection closes it.
-                _ = watchdog::watch(&activity, timeouts.idle, timeouts.head) => {}
-            }
+            conn.await;
             drop(held);
         });
     }

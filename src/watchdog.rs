@@ -30,6 +30,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::frames::FrameGuard;
@@ -181,5 +191,52 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// What the watchdog enforces on a connection: `idle` with no request
+/// (`server.idle_timeout`), `head` for a request head from its first byte
+/// (`server.header_read_timeout`).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub idle: Duration,
+    pub head: Duration,
+}
+
+/// Serves one accepted connection (plain or TLS) with `builder` and
+/// `handler`, watched: closed when idle past `idle` or when a request head
+/// takes longer than `head`, and drained by `watcher` at shutdown. The
+/// returned future ends with the connection.
+pub fn serve<S, H, F>(
+    io: S,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    peer: SocketAddr,
+    timeouts: Timeouts,
+    handler: H,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = hyper::Response<crate::routes::Body>> + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let seen = activity.clone();
+    let svc = service_fn(move |req| {
+        seen.request();
+        let fut = handler(req, peer);
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    let conn = builder
+        .serve_connection(TokioIo::new(Watched::new(io, activity.clone())), svc)
+        .into_owned();
+    let conn = watcher.watch(conn);
+    async move {
+        tokio::select! {
+            // Connection errors (resets, garbage) are the client's.
+            _ = conn => {}
+            // Idle or too slow: dropping the connection closes it.
+            _ = watch(&activity, timeouts.idle, timeouts.head) => {}
+        }
     }
 }

@@ -10,30 +10,20 @@
 //! decrypted stream, so its head and idle limits mean what they mean on
 //! the plain listener.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::TlsAcceptor;
-use crate::watchdog::{self, Activity, Watched};
-
-/// The watchdog's limits (`server.idle_timeout_ms`, `server.header_read_timeout_ms`).
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    pub idle: Duration,
-    pub head: Duration,
-}
+use crate::watchdog::{self, Timeouts};
 
 /// Accepts on `listener` until `stop` turns true, within `gate`'s limits;
 /// each connection is handshaken by `acceptor` and then served by
@@ -45,7 +35,7 @@ pub async fn accept_loop<H, F>(
     acceptor: Arc<TlsAcceptor>,
     builder: auto::Builder<TokioExecutor>,
     gate: crate::limits::Gate,
-    limits: Limits,
+    limits: Timeouts,
     mut stop: watch::Receiver<bool>,
     handler: H,
 ) -> GracefulShutdown
@@ -67,22 +57,7 @@ where
                 // A challenge answered, or a failed handshake (counted).
                 Ok(None) | Err(_) => return,
             };
-            let activity = Arc::new(Activity::new());
-            let stream = Watched::new(tls, activity.clone());
-            let seen = activity.clone();
-            let svc = service_fn(move |req| {
-                seen.request();
-                let fut = h(req, peer);
-                async move { Ok::<_, Infallible>(fut.await) }
-            });
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned();
-            let conn = watcher.watch(conn);
-            tokio::select! {
-                _ = conn => {}
-                _ = watchdog::watch(&activity, limits.idle, limits.head) => {}
-            }
+            watchdog::serve(tls, &builder, watcher, peer, limits, h).await;
         });
     }
     drop(listener);
