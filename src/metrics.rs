@@ -75,6 +75,8 @@ const ROUTES: usize = Route::LABELS.len();
 /// `trackedge_http_requests_total`, by route then status: bumped per
 /// request, so per thread ([`Tally`]), published at scrape.
 pub static HTTP_REQUEST_COUNTS: Tally<{ ROUTES * Status::COUNT }> = Tally::new();
+/// `trackedge_events_accepted_total`: bumped per event, so as above.
+pub static EVENTS_ACCEPTED_COUNT: Tally<1> = Tally::new();
 /// `trackedge_events_total`, by type then agent kind; as above.
 pub static EVENT_COUNTS: Tally<{ EventType::COUNT * AgentKind::COUNT }> = Tally::new();
 /// `trackedge_http_request_duration_seconds`, by route; rendered here.
@@ -105,6 +107,7 @@ pub fn render() -> String {
 /// Copies the per-thread counts into the registry's counters; a series
 /// shows once it has counted something, as with the macros.
 fn publish_tallies() {
+    counter!(EVENTS_ACCEPTED).absolute(EVENTS_ACCEPTED_COUNT.sum(0));
     for (r, route) in Route::LABELS.iter().enumerate() {
         for status in Status::ALL {
             let n = HTTP_REQUEST_COUNTS.sum(r * Status::COUNT + status as usize);

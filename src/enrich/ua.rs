@@ -6,7 +6,15 @@
 //! costs one hash and one `Arc` clone. The cache is sharded (no global
 //! lock) and bounded: when full it is emptied and refills with what is
 //! current, which keeps memory flat under a flood of random strings.
+//!
+//! In front of it each serving thread keeps its own small map of the
+//! strings it saw, with its own copy of each parsed value: a hit there
+//! takes no shard lock and touches no reference count another serving
+//! thread writes (with the shared map alone, both per request: cache
+//! lines moving between cores, ~3% of the CPU at peak).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -75,6 +83,9 @@ impl UaParser {
 
 /// Parsed and classified User-Agents by raw string.
 pub struct UaCache {
+    /// Tells this cache's entries in a thread's [`Front`] from an earlier
+    /// one's (a reload builds a new cache with the new rules).
+    id: u64,
     parser: UaParser,
     map: DashMap<Box<str>, UaInfo, foldhash::fast::RandomState>,
     capacity: usize,
@@ -86,7 +97,9 @@ pub struct UaCache {
 
 impl UaCache {
     pub fn new(capacity: usize) -> UaCache {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         UaCache {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             parser: UaParser::default(),
             map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             capacity,
@@ -100,6 +113,33 @@ impl UaCache {
     /// classifier: a reload builds a new cache with the new rules.
     pub fn get(&self, raw: &str, classifier: &Classifier) -> UaInfo {
         let raw = truncate(raw, MAX_UA_BYTES);
+        if self.capacity == 0 {
+            return self.shared(raw, classifier);
+        }
+        FRONT.with(|front| {
+            let mut front = front.borrow_mut();
+            if front.owner != self.id {
+                front.map.clear();
+                front.owner = self.id;
+            }
+            if let Some(hit) = front.map.get(raw) {
+                return hit.clone();
+            }
+            let shared = self.shared(raw, classifier);
+            let own = UaInfo {
+                ua: Arc::new(SealedUserAgent::clone(&shared.ua)),
+                verdict: shared.verdict,
+            };
+            if front.map.len() >= FRONT_ENTRIES.min(self.capacity) {
+                front.map.clear();
+            }
+            front.map.insert(raw.into(), own.clone());
+            own
+        })
+    }
+
+    /// The shared map's entry for `raw`, parsed and classified on a miss.
+    fn shared(&self, raw: &str, classifier: &Classifier) -> UaInfo {
         if let Some(hit) = self.map.get(raw) {
             return hit.clone();
         }
@@ -133,6 +173,26 @@ impl UaCache {
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
+/// Strings each serving thread keeps in front of the shared map (at most
+/// `agent.ua_cache_entries`): a campaign's audience sends a few hundred,
+/// the load test's corpus 2,269. At 1,024 that corpus emptied it again and
+/// again, and the copies cost more than the shared map saved. Full, about
+/// 3 MiB per serving thread.
+const FRONT_ENTRIES: usize = 4096;
+
+/// One thread's front map, for the [`UaCache`] `owner`.
+struct Front {
+    owner: u64,
+    map: HashMap<Box<str>, UaInfo, foldhash::fast::RandomState>,
+}
+
+thread_local! {
+    static FRONT: RefCell<Front> = RefCell::new(Front {
+        owner: 0,
+        map: HashMap::default(),
+    });
+}
+
 pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -187,5 +247,38 @@ mod tests {
         }
         assert!(cache.len() <= 100);
         assert!(cache.evictions() >= 9);
+    }
+
+    #[test]
+    fn each_thread_keeps_its_own_copy() {
+        let classifier = Classifier::new(&Config::from_toml("").unwrap().agent);
+        let cache = UaCache::new(100);
+        let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/120.0";
+        let here = cache.get(ua, &classifier);
+        let there = std::thread::scope(|s| s.spawn(|| cache.get(ua, &classifier)).join().unwrap());
+        assert!(
+            !Arc::ptr_eq(&here.ua, &there.ua),
+            "no count shared between threads"
+        );
+        assert_eq!(here.ua.ua, there.ua.ua);
+        assert_eq!(cache.len(), 1, "parsed once, in the shared map");
+    }
+
+    #[test]
+    fn a_new_cache_does_not_answer_from_the_last_ones_entries() {
+        let ua = "AcmeMail/3.2 (iPhone; iOS 17.1)";
+        let before = Classifier::new(&Config::from_toml("").unwrap().agent);
+        let old = UaCache::new(100);
+        assert!(old.get(ua, &before).verdict.rules().is_empty());
+        // A reload with a rule naming the client builds a new cache.
+        let after = Classifier::new(
+            &Config::from_toml(
+                "[agent]\nrules = [{ name = \"acme\", kind = \"human\", ua = ['AcmeMail/'], source = [\"t\"] }]",
+            )
+            .unwrap()
+            .agent,
+        );
+        let new = UaCache::new(100);
+        assert_eq!(new.get(ua, &after).verdict.rules().len(), 1);
     }
 }

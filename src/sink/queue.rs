@@ -5,12 +5,10 @@
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use metrics::{counter, Counter};
-
-use crate::metrics::{dropped, DropReason, EVENTS_ACCEPTED};
+use crate::metrics::{dropped, DropReason, EVENTS_ACCEPTED_COUNT};
 
 /// A sink thread naps this long after each batch so events gather in its
 /// queue meanwhile: a consumer parked in `recv` costs every sender a futex
@@ -52,8 +50,6 @@ pub struct Intake<M> {
     /// Events queued or being handled by the thread; it calls [`Self::settled`].
     pending: Arc<AtomicUsize>,
     closed: AtomicBool,
-    /// `trackedge_events_accepted_total`, kept: it is counted per request.
-    accepted: OnceLock<Counter>,
 }
 
 impl<M> Intake<M> {
@@ -64,16 +60,13 @@ impl<M> Intake<M> {
             tx,
             pending: Arc::new(AtomicUsize::new(0)),
             closed: AtomicBool::new(false),
-            accepted: OnceLock::new(),
         };
         (intake, rx)
     }
 
     /// Queues one event's message without waiting.
     pub fn offer(&self, msg: M) {
-        self.accepted
-            .get_or_init(|| counter!(EVENTS_ACCEPTED))
-            .increment(1);
+        EVENTS_ACCEPTED_COUNT.add(0, 1);
         if self.closed.load(Ordering::Relaxed) {
             dropped(DropReason::Shutdown, 1);
             return;
