@@ -33,12 +33,42 @@ import shutil
 
 import yaml
 
-HEADLESS = {"Headless Chrome", "Headless Edge", "Lightpanda"}
+# Headless browsers: no screen and no person, they exist for automation, testing and scraping
+# (https://developer.chrome.com/docs/chromium/headless, https://lightpanda.io/, Zyte's Splash
+# "a javascript rendering service", https://splash.readthedocs.io/). device-detector lists them
+# among browsers; here they are no person's software.
+HEADLESS = {"Headless Chrome", "Headless Edge", "Lightpanda", "Splash"}
 META = re.compile(r"\\[dswDSWb]|\[[^\]]*\]|\(\?[:!=<]+|[()|?*+^${}\\/.,;:]")
 
 
 def norm(s):
     return re.sub(r"[^a-z0-9]", "", s.replace("%20", " ").lower())
+
+
+def without_negative_lookaround(rx):
+    """`rx` without its `(?!...)` and `(?<!...)` groups: what they name is what the entry is
+    NOT (Firefox's `Gecko(?!/\d+ SlimerJS)`, the generic Electron app's `(?!...|Cypress|...)`)."""
+    out, i = "", 0
+    while i < len(rx):
+        if rx.startswith("(?!", i) or rx.startswith("(?<!", i):
+            depth = 0
+            while i < len(rx):
+                if rx[i] == "\\":
+                    i += 2
+                    continue
+                depth += rx[i] == "("
+                depth -= rx[i] == ")"
+                i += 1
+                if depth == 0:
+                    break
+            continue
+        if rx[i] == "\\":
+            out += rx[i:i + 2]
+            i += 2
+            continue
+        out += rx[i]
+        i += 1
+    return out
 
 
 def names_of(entry):
@@ -47,10 +77,10 @@ def names_of(entry):
     name = entry.get("name")
     if name and "$" not in name:
         out.add(name)
-    rx = entry.get("regex", "").replace("%20", " ").replace(" ?", " ").replace(r"\.", "§")
+    rx = without_negative_lookaround(entry.get("regex", "")).replace("%20", " ").replace(" ?", " ").replace(r"\.", "§")
     for run in META.split(rx):
         run = run.replace("§", ".").strip(" -_.")
-        if re.fullmatch(r"[A-Za-z][A-Za-z0-9 ._\-]{2,40}", run):
+        if re.fullmatch(r"[A-Za-z][A-Za-z0-9 ._\-]{2,80}", run):
             out.add(run)
     return out
 

@@ -4,7 +4,8 @@ recognise a person's software (src/enrich/agent/person.rs):
 
   agents/vendor/uap-core/families.txt     product names of the browsers, in-app
       browsers and mail clients uap-core parses (its parsers after the generic
-      bot matchers), one a line, lower-cased; names that the isbot word
+      bot matchers) and of the operating systems (os_parsers), one a line,
+      lower-cased; names that the isbot word
       patterns or uap-core's own bot matchers flag are left out
   agents/vendor/uap-core/bot-matchers.txt uap-core's generic bot matchers
       ('name/version' containing bot, spider, crawl, scrape, indexer,
@@ -51,10 +52,14 @@ def main():
     words = re.compile("|".join("(?:%s)" % p for p in free), re.I | re.A)
     bots = [re.compile(m) for m in matchers]
     names = set()
-    for p in parsers[start:]:
+    # The operating systems too (os_parsers): a platform's name and version (`Bada/1.0`,
+    # `Tizen 2.3`) in a browser string is no evidence of a machine.
+    os_parsers = yaml.safe_load(open(a.regexes, encoding="utf-8"))["os_parsers"]
+    for p, key in [(p, "family_replacement") for p in parsers[start:]] + \
+            [(p, "os_replacement") for p in os_parsers]:
         m = re.search(r"\((?!\?)((?:[^()\\]|\\.|\((?:[^()\\]|\\.)*\))*)\)", p["regex"])
         cands = alternatives(m.group(1)) if m else []
-        fam = p.get("family_replacement")
+        fam = p.get(key)
         if fam and "$" not in fam:
             cands.append(fam)
         for c in cands:
