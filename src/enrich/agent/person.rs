@@ -4,19 +4,26 @@
 //! A User-Agent is a person's when
 //!
 //! 1. it parses as a browser on a platform (woothee: a browser family with
-//!    a known OS, category pc, smartphone, mobile phone or appliance), or it
-//!    starts with a known browser or mail client and a plausible version
-//!    (`w3m/0.52`), or a `Mozilla/` string carries one, or it carries a
-//!    device standard's token ([`DEVICE_TOKENS`]); an app's own HTTP stack
-//!    (`Dalvik/…`, `CFNetwork/…`) is not enough, and something unknown in
-//!    front of `Mozilla/` (`Anonymous, Mozilla/5.0 …`) rules it out; and
+//!    a known OS, category pc, smartphone, mobile phone or appliance), or
+//!    is a phone's or tablet's name alone (`iPhone15Pro`), or it starts
+//!    with a known browser or mail client and a plausible version
+//!    (`w3m/0.52`, `Microsoft Pocket Internet Explorer/4.0`; a several-word
+//!    name alone, `Maemo Browser`, needs none), or UC Browser's
+//!    `dv(…);pr(UCBrowser/…)` names one, or a `Mozilla/` string carries one
+//!    or ends with a known app's name, or it carries a device standard's
+//!    token ([`DEVICE_TOKENS`]); an app's own HTTP stack (`Dalvik/…`,
+//!    `CFNetwork/…`) is not enough, and something unknown in front of
+//!    `Mozilla/` (`Anonymous, Mozilla/5.0 …`) rules it out; and
 //! 2. it does not name a machine: none of uap-core's generic bot matchers
 //!    (`…bot/1.0`, `…spider`, `…crawler`) matches, and the isbot word
 //!    patterns find nothing in what is left once the person's software is
 //!    taken out: the product names uap-core and device-detector know, their
 //!    versions, and the device model in
 //!    the platform comment (`Android 14; Radar Deluxe`, `IEMobile/9.0; HTC;
-//!    Radar 4G`), where a phone's name is no evidence of anything.
+//!    Radar 4G`, `SAMSUNG; SAMSUNG-GT-S8500/…`), where a phone's name is no
+//!    evidence of anything; a browser's short name joined to its full one
+//!    (`SogouMSE,SogouMobileBrowser/5.6`) and its home page's address are
+//!    its own too.
 //!
 //! So `… Chrome/120 Safari/537.36 SWIMGBot` or `(compatible; MSIE 9.0;
 //! Windows NT 6.1; Multiviewbot` still read as machines, while a phone
@@ -92,6 +99,8 @@ pub(crate) struct Person {
     families: HashSet<Box<str>>,
     /// Browsers and mail clients that may lead a string ([`norm`]).
     leading: HashSet<Box<str>>,
+    /// device-detector's browsers, mail clients and mobile apps ([`norm`]).
+    apps: HashSet<Box<str>>,
     /// HTTP libraries, SDKs and tools ([`norm`]): a machine's product.
     libraries: HashSet<Box<str>>,
     /// uap-core's generic bot matchers.
@@ -147,6 +156,10 @@ impl Person {
                 .map(|n| norm(n).into_boxed_str())
                 .collect(),
             leading: lines(DD_BROWSERS).map(Box::from).collect(),
+            apps: lines(DD_BROWSERS)
+                .chain(lines(DD_APPS))
+                .map(Box::from)
+                .collect(),
             libraries: lines(DD_LIBRARIES).map(Box::from).collect(),
             bots,
             words,
@@ -174,12 +187,39 @@ impl Person {
         })
     }
 
+    /// Every name of a product token is a known product's: `name/version`,
+    /// `SogouMSE,SogouMobileBrowser/5.6` (one product's names, [`Person::alias`]).
     fn known(&self, token: &str) -> bool {
         let name = token.split('/').next().unwrap_or("");
-        name.split(',').all(|part| {
-            let n = norm(part);
-            n.bytes().all(|b| b.is_ascii_digit()) || self.families.contains(n.as_str())
-        })
+        name.split(',').all(|part| self.alias(part, name))
+    }
+
+    /// `part` of the comma-joined product names `group` is a known product's,
+    /// or shares its vendor's stem (five letters or more) with a known one
+    /// there and names no bot: a browser that gives its short and its full
+    /// name (`SogouMSE,SogouMobileBrowser/3.8`, device-detector's regexes/
+    /// client/browsers.yml reads the second).
+    fn alias(&self, part: &str, group: &str) -> bool {
+        let n = norm(part);
+        self.named(&n)
+            || group.split(',').any(|other| {
+                let o = norm(other);
+                o != n
+                    && self.named(&o)
+                    && n.bytes().zip(o.bytes()).take_while(|(a, b)| a == b).count() >= 5
+                    && !self.bots.is_match(&format!("{part}/1.0"))
+            })
+    }
+
+    /// A normalised name is a known product's, or a number, or a known
+    /// product with its version run into it (`SogouSearch Android1.0`,
+    /// device-detector's `SogouSearch Android[\d.]+`).
+    fn named(&self, n: &str) -> bool {
+        n.bytes().all(|b| b.is_ascii_digit())
+            || self.families.contains(n)
+            || self
+                .families
+                .contains(n.trim_end_matches(|c: char| c.is_ascii_digit()))
     }
 
     /// A browser on a platform, or a browser or mail client that names
@@ -193,18 +233,36 @@ impl Person {
             }
         }
         if let Some(r) = self.parser.parse(ua) {
-            if PERSON_CATEGORIES.contains(&r.category) && r.name != "UNKNOWN" && r.os != "UNKNOWN" {
-                return true;
+            if PERSON_CATEGORIES.contains(&r.category) && r.os != "UNKNOWN" {
+                // A browser on a platform; or a device's name with no product
+                // token at all (`iPhoneXS`, as some iOS apps send it): no
+                // script names itself that way.
+                if r.name != "UNKNOWN" || (r.category != "pc" && !ua.contains(['/', '.'])) {
+                    return true;
+                }
             }
         }
+        // UC Browser's own format, `dv(iPh10,3);pr(UCBrowser/11.3);ov(15_4_1);…`
+        // (device-detector's regexes/oss.yml reads `dv(iPh…ov(…);` as iOS):
+        // the product is the one in `pr(…)`.
+        if let Some(pr) = ua.strip_prefix("dv(").and_then(|r| r.split(";pr(").nth(1)) {
+            return self.leads(pr.split(')').next().unwrap_or(""));
+        }
         // A browser string woothee does not know: a known browser's product
-        // token after `Mozilla/` (`Gecko/2009 GoogleEarth/v5.0`).
+        // token after `Mozilla/` (`Gecko/2009 GoogleEarth/v5.0`), or a known
+        // app's name alone at its end (`… en-us; dream) DoggCatcher`,
+        // device-detector's regexes/client/mobile_apps.yml matches the bare name).
+        let mozilla = ua.starts_with("Mozilla/");
         self.leads(ua)
-            || (ua.starts_with("Mozilla/")
+            || (mozilla
                 && ua
                     .split_whitespace()
                     .skip(1)
                     .any(|t| t.split_once('/').is_some_and(|(n, v)| self.browser(n, v))))
+            || (mozilla
+                && ua.rsplit_once(") ").is_some_and(|(_, last)| {
+                    !last.contains(['/', ' ', '(']) && self.apps.contains(norm(last).as_str())
+                }))
     }
 
     /// `ua` starts with a known browser or mail client and a version that
@@ -225,6 +283,32 @@ impl Person {
             nv => nv,
         };
         self.browser(name, version.split_whitespace().next().unwrap_or(""))
+            // A string that is nothing but a browser's several-word name
+            // (`Maemo Browser`, device-detector's `Maemo Browser(?: (\d+[.\d]+))?`:
+            // the version is optional); a one-word name alone (`Chrome`) is
+            // what scripts send, device-detector's bot fixtures among them.
+            || (end == ua.len()
+                && !head.contains('/')
+                && head.split_whitespace().count() >= 2
+                && self.leading.contains(norm(head).as_str()))
+    }
+
+    /// `name` is a known browser's or mail client's, maybe with its maker's
+    /// or other known words around it (`Microsoft Pocket Internet Explorer`,
+    /// `Dorado WAP-Browser`: device-detector's names are `Pocket Internet
+    /// Explorer` and `Dorado`).
+    fn leader(&self, name: &str) -> bool {
+        let words: Vec<&str> = name.split_whitespace().collect();
+        words.len() <= 6
+            && (0..words.len()).any(|i| {
+                (i + 1..=words.len()).any(|j| {
+                    self.leading.contains(norm(&words[i..j].concat()).as_str())
+                        && words[..i]
+                            .iter()
+                            .chain(&words[j..])
+                            .all(|w| self.named(&norm(w)))
+                })
+            })
     }
 
     /// A known browser or mail client with a version that is not all zeros.
@@ -232,7 +316,25 @@ impl Person {
         let version = version.trim_start_matches(['v', 'V']);
         version.starts_with(|c: char| c.is_ascii_digit())
             && version.bytes().any(|b| (b'1'..=b'9').contains(&b))
-            && self.leading.contains(norm(name).as_str())
+            && self.leader(name)
+    }
+
+    /// `url` is the home page of a browser the string names (`QtWeb Internet
+    /// Browser/1.7 http://www.QtWeb.net`): a part of its address is a known
+    /// browser's name and another product token starts with it. A crawler's
+    /// address (`+http://…/bot.html`) names no browser; where it does, its
+    /// own token still counts.
+    fn home_page(&self, url: &str, tokens: &[&str]) -> bool {
+        (url.contains("://") || url.starts_with("www."))
+            && url
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .map(norm)
+                .filter(|p| p.len() >= 4 && self.leading.contains(p.as_str()))
+                .any(|p| {
+                    tokens
+                        .iter()
+                        .any(|t| *t != url && norm(t).starts_with(p.as_str()))
+                })
     }
 
     /// What is left of `ua` once the person's software is taken out: top-level
@@ -281,10 +383,21 @@ impl Person {
             }
             let t = tokens[i];
             i += 1;
-            for part in t.split('/').next().unwrap_or(t).split(',') {
-                if !self.known(part) {
+            if self.home_page(t, &tokens) {
+                continue;
+            }
+            // An unknown name keeps its version's first digit, which some
+            // patterns need (isbot's `ptst[ /][0-9]`); the rest of a version
+            // (`/1.0;`) is no evidence.
+            let (group, version) = t.split_once('/').unwrap_or((t, ""));
+            for part in group.split(',') {
+                if !self.alias(part, group) {
                     out.push_str(part);
-                    out.push_str(if t.contains('/') { "/ " } else { " " });
+                    if t.contains('/') {
+                        out.push('/');
+                        out.extend(version.chars().next().filter(char::is_ascii_digit));
+                    }
+                    out.push(' ');
                 }
             }
         }
@@ -311,7 +424,9 @@ impl Person {
                 .iter()
                 .enumerate()
                 .filter(|&(k, it)| {
-                    !it.is_empty() && !model.contains(&k) && !self.known(name_of(it))
+                    // A vendor's model after the vendor is a model too.
+                    let vendors = i == 0 && k > 0 && vendor_model(items[k - 1], it);
+                    !(it.is_empty() || vendors || model.contains(&k) || self.known(name_of(it)))
                 })
                 .peekable();
             if kept.peek().is_none() {
@@ -336,6 +451,18 @@ fn name_of(item: &str) -> &str {
         Some(i) if i > 0 && item[..i].ends_with(' ') => item[..i].trim_end(),
         _ => item,
     }
+}
+
+/// `SAMSUNG; SAMSUNG-GT-S7230/1.0`: a platform comment's vendor item, then
+/// the device model that vendor names after itself, as Samsung's Bada and
+/// LG's feature phones write it (device-detector's regexes/device/mobiles.yml,
+/// `SAMSUNG[\-;/]`, `LG-`); a model's name is no evidence.
+fn vendor_model(vendor: &str, item: &str) -> bool {
+    vendor.len() >= 2
+        && item.len() > vendor.len() + 1
+        && item.is_char_boundary(vendor.len())
+        && item[..vendor.len()].eq_ignore_ascii_case(vendor)
+        && item[vendor.len()..].starts_with('-')
 }
 
 /// `U`, `en-us`, `zh_CN`, `fr`: a platform comment's locale items.
@@ -387,8 +514,41 @@ mod tests {
             "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/41.0.2228.0 Safari/537.36 (compatible; ExampleBot/3.0; +http://example.com/bot)",
             "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_10_5) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/45.0.2454.101 Safari/537.36 ExampleScanner",
             "curl/8.5.0",
+            // A one-word browser name alone is what scripts send.
+            "Chrome",
+            // A vendor's alias must not hide a bot's name.
+            "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36 Sogoubot,SogouMobileBrowser/6.0",
+            // A version keeps the digit a pattern needs (WebPageTest's agent).
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 PTST/240101.120000",
+            // A package name is no device's name.
+            "Android.ExampleSync",
         ] {
             assert!(!p.recognises(ua), "{ua}");
+        }
+    }
+
+    #[test]
+    fn browsers_that_name_themselves_in_their_own_ways_are_people() {
+        let p = person();
+        for ua in [
+            // device-detector's names inside a longer one, or with no version.
+            "Microsoft Pocket Internet Explorer/4.0",
+            "Dorado WAP-Browser/2.1",
+            "Maemo Browser",
+            // UC Browser's key-value format.
+            "dv(iPh12,1);pr(UCBrowser/13.0.1.1);ov(16_0);ss(390x844);nt(2);",
+            // A short and a full name joined by a comma.
+            "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36 SogouMSE,SogouMobileBrowser/6.0",
+            // The vendor's model after the vendor, the OS with its version.
+            "Mozilla/5.0 (SAMSUNG; SAMSUNG-GT-S8500/S8500XXJF8; U; Bada/1.0; en-us) AppleWebKit/533.1 (KHTML, like Gecko) Dolfin/2.0 Mobile WVGA SMM-MMS/1.2.0",
+            // The browser's home page.
+            "Mozilla/5.0 (Windows NT 6.1) AppleWebKit/533.3 (KHTML, like Gecko) QtWeb Internet Browser/3.8 http://www.qtweb.net",
+            // A known app's name alone at the end.
+            "Mozilla/5.0 (Linux; U; Android 2.2; en-us; Desire) DoggCatcher",
+            // A device's name alone.
+            "iPhone15Pro",
+        ] {
+            assert!(p.recognises(ua), "{ua}");
         }
     }
 }
