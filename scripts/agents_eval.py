@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds tests/fixtures/agents-eval/agents-eval.tsv: a labelled evaluation set
 of User-Agents from third-party parsers' own test data, for the agent
-precision test (tests/enrich.rs, `the_evaluation_set_reads_as_labelled`).
+precision test (tests/enrich.rs, `the_evaluation_set_meets_the_precision_targets`).
 
 Sources (each pinned by commit in SOURCES below; licences beside the TSV):
 
