@@ -40,7 +40,10 @@
 //!   [`error`]: start-up errors and their exit codes.
 //! - [`tls`]: HTTPS on `server.tls_listen`: certificates by SNI, the
 //!   handshake, ACME (`docs/https.md`).
-// One reviewed exception: memory-mapping the GeoIP databases (enrich::geo).
+// Reviewed exceptions, each marked `allow(unsafe_code)`: memory-mapping the
+// GeoIP databases (enrich::geo), librdkafka's produce call below rdkafka's
+// safe API (sink::kafka::producer), the sink threads' scheduling policy
+// (sink::in_background).
 #![deny(unsafe_code)]
 
 pub mod admin;

@@ -67,6 +67,22 @@ async fn opens(base: &str, prefix: &str, n: usize) -> HashSet<String> {
     set
 }
 
+/// Each thread of this process: its name and scheduling policy (proc(5),
+/// the 41st field of `stat`).
+fn thread_policies() -> Vec<(String, u32)> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let after = &stat[stat.rfind(')')? + 2..];
+            let policy = after.split(' ').nth(41 - 3)?.parse().ok()?;
+            Some((name.trim().to_owned(), policy))
+        })
+        .collect()
+}
+
 fn spool_is_empty(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -105,6 +121,29 @@ async fn n_requests_give_exactly_n_records() {
     for _ in 0..50 {
         let mut c = claims(TokenType::Open, "anonymous");
         assert_eq!(get(&srv.tracked(&mut c)).await.status, 200);
+    }
+    // The sink's threads and librdkafka's producer threads are background
+    // work (SCHED_BATCH); the serving threads are not.
+    let policies = thread_policies();
+    let background = [
+        "trackedge-kafka",
+        "trackedge-spool",
+        "trackedge-repla",
+        "producer pollin",
+    ];
+    for name in background {
+        assert!(
+            policies.iter().any(|(n, _)| n == name),
+            "no {name} thread in {policies:?}"
+        );
+    }
+    for (name, policy) in &policies {
+        if background.contains(&name.as_str()) {
+            assert_eq!(*policy, 3, "{name} runs as SCHED_BATCH");
+        }
+        if name.starts_with("trackedge-http") {
+            assert_eq!(*policy, 0, "{name} serves as SCHED_OTHER");
+        }
     }
     let msgs = consume_async(broker.bootstrap(), 300, 60).await;
     assert_eq!(msgs.len(), 300, "exactly one record per request");
