@@ -10,6 +10,7 @@
 #   loadtest/ab.sh OLD_BINARY NEW_BINARY            # 3 rounds of 8 s each
 #   ROUNDS=5 DURATION=10s loadtest/ab.sh old new
 #   SINK=kafka loadtest/ab.sh old new               # both produce to one local tansu broker
+#   GEO=1 loadtest/ab.sh old new                    # client addresses and geo databases, as run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$(realpath "$1") b=$(realpath "$2")
@@ -20,6 +21,7 @@ THREADS=${THREADS:-1}
 RECIPIENTS=${RECIPIENTS:-2000}
 MINT=${MINT:-target/release/examples/mint_corpus}
 SINK=${SINK:-file}
+GEO=${GEO:-0}
 
 work=$(mktemp -d)
 pid=
@@ -30,6 +32,13 @@ wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 
 secret=$(cd "$work" && "$a" gen-key)
 "$MINT" "$secret" "$RECIPIENTS" tests/fixtures/agents.tsv >"$work/corpus.tsv"
+geo_env=()
+if [ "$GEO" = 1 ]; then
+  mv "$work/corpus.tsv" "$work/corpus2.tsv"
+  python3 loadtest/geo_corpus.py "$work/corpus2.tsv" "$work/corpus.tsv" "$work/geo"
+  geo_env=(TRACKEDGE_GEOIP__CITY_DB=$work/geo/city.mmdb TRACKEDGE_GEOIP__ASN_DB=$work/geo/asn.mmdb
+    TRACKEDGE_SERVER__TRUSTED_PROXIES='["127.0.0.1/32"]')
+fi
 
 kafka_env=()
 if [ "$SINK" = kafka ]; then
@@ -50,7 +59,7 @@ run() { # binary -> "rps p99_us cpu_us_per_request rss"
   port=$(free_port); aport=$(free_port)
   env TRACKEDGE_SERVER__LISTEN=127.0.0.1:$port TRACKEDGE_SERVER__ADMIN_LISTEN=127.0.0.1:$aport \
   TRACKEDGE_SIGNING__KEYS="[{id=\"load\",secret=\"$secret\"}]" \
-  TRACKEDGE_SINK__FILE_PATH=$work/events.ndjson "${kafka_env[@]}" \
+  TRACKEDGE_SINK__FILE_PATH=$work/events.ndjson "${kafka_env[@]}" "${geo_env[@]}" \
     bash -c 'cd "$1" && exec "$2" serve --log-format json' _ "$work" "$1" >"$work/log" 2>&1 &
   pid=$!
   wait_port "$port"

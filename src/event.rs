@@ -206,7 +206,7 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub geo: Option<Geo>,
+    pub geo: Option<Arc<Geo>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ua: Option<Arc<SealedUserAgent>>,
     #[serde(skip_serializing_if = "Option::is_none")]

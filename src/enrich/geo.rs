@@ -6,10 +6,18 @@
 //! change (polled) or on SIGHUP, so an update never needs a restart and a
 //! lookup never waits for a lock. A replacement that does not open keeps
 //! the old database and logs why.
+//!
+//! Each serving thread remembers the answers for the last addresses it
+//! looked up (until the databases change): a recipient's opens and clicks,
+//! and an image proxy's fetches, come from the same address again and
+//! again, and a lookup reads two trees and decodes two records into
+//! strings. The addresses stay in the thread's memory, never in an event.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -144,10 +152,71 @@ fn refresh(
 }
 
 /// The databases in use; either may be absent.
-#[derive(Default)]
 struct Dbs {
     city: Option<Arc<Db>>,
     asn: Option<Arc<Db>>,
+    /// Tells these databases' answers in a thread's [`Recent`] from
+    /// earlier ones'.
+    generation: u64,
+}
+
+impl Dbs {
+    fn new(city: Option<Arc<Db>>, asn: Option<Arc<Db>>) -> Dbs {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let generation = NEXT.fetch_add(1, Ordering::Relaxed);
+        Dbs {
+            city,
+            asn,
+            generation,
+        }
+    }
+
+    fn read(&self, ip: IpAddr) -> Option<Geo> {
+        let mut g = Geo::default();
+        if let Some(db) = &self.city {
+            if let Ok(Some(rec)) = db.reader.lookup(ip).and_then(|r| r.decode::<CityRecord>()) {
+                g.country = rec.country.and_then(|c| c.iso_code).map(str::to_owned);
+                g.subdivision = rec
+                    .subdivisions
+                    .and_then(|s| s.into_iter().next())
+                    .and_then(|s| s.iso_code)
+                    .map(str::to_owned);
+                g.city = rec
+                    .city
+                    .and_then(|c| c.names)
+                    .and_then(|n| n.get("en").copied())
+                    .map(str::to_owned);
+                if let Some(loc) = rec.location {
+                    g.latitude = loc.latitude;
+                    g.longitude = loc.longitude;
+                }
+            }
+        }
+        if let Some(db) = &self.asn {
+            if let Ok(Some(rec)) = db.reader.lookup(ip).and_then(|r| r.decode::<AsnRecord>()) {
+                g.asn = rec.autonomous_system_number;
+                g.as_org = rec.autonomous_system_organization.map(str::to_owned);
+            }
+        }
+        (g != Geo::default()).then_some(g)
+    }
+}
+
+/// Addresses each serving thread remembers: a busy campaign's recipients
+/// for a few minutes; full, about 1 MiB per thread, then emptied.
+const REMEMBERED: usize = 4096;
+
+/// One thread's remembered answers, for the databases of `generation`.
+struct Recent {
+    generation: u64,
+    answers: HashMap<IpAddr, Option<Arc<Geo>>, foldhash::fast::RandomState>,
+}
+
+thread_local! {
+    static RECENT: RefCell<Recent> = RefCell::new(Recent {
+        generation: 0,
+        answers: HashMap::default(),
+    });
 }
 
 /// GeoIP lookups with hot reload.
@@ -176,7 +245,7 @@ impl GeoIp {
         Ok(GeoIp {
             city_path,
             asn_path,
-            dbs: ArcSwap::from_pointee(Dbs { city, asn }),
+            dbs: ArcSwap::from_pointee(Dbs::new(city, asn)),
         })
     }
 
@@ -186,35 +255,27 @@ impl GeoIp {
     }
 
     /// Geo facts for `ip`; None when no database knows it.
-    pub fn lookup(&self, ip: IpAddr) -> Option<Geo> {
+    pub fn lookup(&self, ip: IpAddr) -> Option<Arc<Geo>> {
         let dbs = self.dbs.load();
-        let mut g = Geo::default();
-        if let Some(db) = &dbs.city {
-            if let Ok(Some(rec)) = db.reader.lookup(ip).and_then(|r| r.decode::<CityRecord>()) {
-                g.country = rec.country.and_then(|c| c.iso_code).map(str::to_owned);
-                g.subdivision = rec
-                    .subdivisions
-                    .and_then(|s| s.into_iter().next())
-                    .and_then(|s| s.iso_code)
-                    .map(str::to_owned);
-                g.city = rec
-                    .city
-                    .and_then(|c| c.names)
-                    .and_then(|n| n.get("en").copied())
-                    .map(str::to_owned);
-                if let Some(loc) = rec.location {
-                    g.latitude = loc.latitude;
-                    g.longitude = loc.longitude;
-                }
-            }
+        if dbs.city.is_none() && dbs.asn.is_none() {
+            return None;
         }
-        if let Some(db) = &dbs.asn {
-            if let Ok(Some(rec)) = db.reader.lookup(ip).and_then(|r| r.decode::<AsnRecord>()) {
-                g.asn = rec.autonomous_system_number;
-                g.as_org = rec.autonomous_system_organization.map(str::to_owned);
+        RECENT.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            if recent.generation != dbs.generation {
+                recent.answers.clear();
+                recent.generation = dbs.generation;
             }
-        }
-        (g != Geo::default()).then_some(g)
+            if let Some(known) = recent.answers.get(&ip) {
+                return known.clone();
+            }
+            let found = dbs.read(ip).map(Arc::new);
+            if recent.answers.len() >= REMEMBERED {
+                recent.answers.clear();
+            }
+            recent.answers.insert(ip, found.clone());
+            found
+        })
     }
 
     /// Reopens any database whose file changed (or all, when `force`).
@@ -238,10 +299,10 @@ impl GeoIp {
         let asn = refresh("geoip.asn_db", self.asn_path.as_deref(), &cur.asn, force)?;
         let swapped = usize::from(city.is_some()) + usize::from(asn.is_some());
         if swapped > 0 {
-            self.dbs.store(Arc::new(Dbs {
-                city: city.or_else(|| cur.city.clone()),
-                asn: asn.or_else(|| cur.asn.clone()),
-            }));
+            self.dbs.store(Arc::new(Dbs::new(
+                city.or_else(|| cur.city.clone()),
+                asn.or_else(|| cur.asn.clone()),
+            )));
             tracing::info!(swapped, "geoip databases reloaded");
         }
         Ok(swapped)

@@ -22,7 +22,7 @@ use http::request::Parts;
 use ipnet::IpNet;
 
 use crate::config::{Config, CookieConfig, OnOptOut, PrivacyConfig};
-use crate::event::{Event, EventType, Privacy};
+use crate::event::{Event, EventType, Geo, Privacy};
 use agent::{Classifier, Facts};
 use burst::{Bursts, Click};
 use geo::GeoIp;
@@ -138,13 +138,16 @@ impl Enricher {
             now_secs: req.now_ms / 1000,
             burst,
         }));
-        ev.geo = geo.map(|mut g| {
-            if restricted {
-                g.city = None;
-                g.latitude = None;
-                g.longitude = None;
+        ev.geo = geo.map(|g| {
+            if !restricted {
+                return g;
             }
-            g
+            Arc::new(Geo {
+                city: None,
+                latitude: None,
+                longitude: None,
+                ..Geo::clone(&g)
+            })
         });
         let mut set_cookie = None;
         if !restricted {
