@@ -23,14 +23,17 @@
 # from the start of the load until every answered request is in Kafka (the
 # records are read back, deduplicated by trackedge's event_id and nginx's
 # $request_id: loadtest/kafka_count.py); the broker's CPU apart. Then a
-# fixed-rate phase at half of trackedge's median peak (loadtest/fixedrate.py,
-# latency counted from each request's due time: coordinated omission
-# corrected) for trackedge, the floor and the peer; trackedge's peak RSS
+# fixed-rate phase at half of trackedge's median peak (examples/fixedrate.rs,
+# or loadtest/fixedrate.py, the same client in Python, when FIXEDRATE names
+# it or the example is not built; latency counted from each request's due
+# time: coordinated omission corrected) for trackedge, the floor and the
+# peer; trackedge's peak RSS
 # (VmHWM); the books (answered = in Kafka) and the issue's ratios.
 #
 #   loadtest/run.sh                           # ROUNDS=5 DURATION=10s: ~10 min
 #   ROUNDS=7 DURATION=20s loadtest/run.sh
 #   TRACKEDGE_BIN=/path/to/trackedge MINT=/path/to/mint_corpus loadtest/run.sh
+#   FIXEDRATE=loadtest/fixedrate.py ...       # the Python fixed-rate client
 #   TLS=1 loadtest/run.sh                     # adds trackedge and nginx over HTTPS
 #   KEEP=1 ...                                # keep the work directory (logs, wrk output)
 #
@@ -74,12 +77,15 @@ fi
 py=$venv/bin/python
 
 if [ -z "${TRACKEDGE_BIN:-}" ]; then
-  echo "building trackedge and mint_corpus (release)"
-  cargo build --release --locked --bin trackedge --example mint_corpus 2>&1 | tail -1
+  echo "building trackedge, mint_corpus and fixedrate (release)"
+  cargo build --release --locked --bin trackedge --example mint_corpus --example fixedrate 2>&1 | tail -1
   TRACKEDGE_BIN=$root/target/release/trackedge
 fi
 bin=$(realpath "$TRACKEDGE_BIN")
 MINT=$(realpath "${MINT:-$root/target/release/examples/mint_corpus}")
+FIXEDRATE=${FIXEDRATE:-$root/target/release/examples/fixedrate}
+[ -x "$FIXEDRATE" ] || FIXEDRATE=$root/loadtest/fixedrate.py
+fixed_client() { case "$FIXEDRATE" in *.py) python3 "$FIXEDRATE" "$@" ;; *) "$FIXEDRATE" "$@" ;; esac; }
 floor_bin=$root/target/hyper-floor/release/hyper-floor
 if [ ! -x "$floor_bin" ] || [ loadtest/hyper-floor/src/main.rs -nt "$floor_bin" ]; then
   echo "building the floor"
@@ -343,14 +349,14 @@ machine_busy=$(awk -v a="$mb0" -v b="$mb1" -v s="$mw0" -v e="$mw1" -v hz="$hz" '
 # --- fixed rate: half of trackedge's median peak ----------------------------------------
 half=$(awk '$2 == "trackedge" {print $3}' "$work/rounds.tsv" | sort -n | awk '{v[NR] = $1} END {printf "%d", v[int((NR + 1) / 2)] / 2}')
 fixed_targets=(trackedge floor peer)
-echo "fixed rate: $half requests/s (half of trackedge's median peak), ${FIXED_DURATION}s each, $FIXED_ROUNDS rounds (loadtest/fixedrate.py)"
+echo "fixed rate: $half requests/s (half of trackedge's median peak), ${FIXED_DURATION}s each, $FIXED_ROUNDS rounds (${FIXEDRATE#$root/})"
 echo "# round target fixedrate.py's result" >"$work/fixed.tsv"
 for r in $(seq "$FIXED_ROUNDS"); do
   order=("${fixed_targets[@]}")
   if ((r % 2 == 0)); then order=(peer floor trackedge); fi
   for t in "${order[@]}"; do
     port=$(url_of "$t"); port=${port##*:}
-    res=$(python3 loadtest/fixedrate.py --port "$port" --rate "$half" --duration "$FIXED_DURATION" \
+    res=$(fixed_client --port "$port" --rate "$half" --duration "$FIXED_DURATION" \
       --connections "$CONNECTIONS" --corpus "$CORPUS")
     settle "$t"
     echo "$r $t $res" >>"$work/fixed.tsv"
@@ -404,7 +410,7 @@ for r in fixed:
     kv = dict(x.split("=", 1) for x in r[3:] if "=" in x)
     fx.setdefault(r[1], []).append(kv)
 print()
-print(f"| fixed rate $half req/s, ${FIXED_DURATION}s, median of {len(fx.get('trackedge', []))} (fixedrate.py, coordinated omission corrected) | p50 ms | p99 ms | p99.9 ms | achieved req/s | client lag p99 µs | non-2xx/3xx + errors |")
+print(f"| fixed rate $half req/s, ${FIXED_DURATION}s, median of {len(fx.get('trackedge', []))} (${FIXEDRATE##*/}, coordinated omission corrected) | p50 ms | p99 ms | p99.9 ms | achieved req/s | client lag p99 µs | non-2xx/3xx + errors |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 fm = {}
 for t in ("trackedge", "floor", "peer"):
