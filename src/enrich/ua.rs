@@ -172,7 +172,6 @@ impl UaCache {
     }
 }
 
-/// Cuts `s` to at most `max` bytes on a character boundary.
 /// Strings each serving thread keeps in front of the shared map (at most
 /// `agent.ua_cache_entries`): a campaign's audience sends a few hundred,
 /// the load test's corpus 2,269. At 1,024 that corpus emptied it again and
@@ -193,6 +192,7 @@ thread_local! {
     });
 }
 
+/// Cuts `s` to at most `max` bytes on a character boundary.
 pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
