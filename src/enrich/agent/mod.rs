@@ -14,7 +14,10 @@
 //!
 //! 1. configured and file rules by User-Agent (reason `ua`);
 //! 2. the generic pattern set, unless a guard for a person's client matches
-//!    (reason `ua`; a network rule that also matches names it);
+//!    or the string is a person's software ([`person`]); a bot that
+//!    device-detector names (`agents/vendor/device-detector/bots.txt`)
+//!    counts here whatever else the string says (reason `ua`; a network
+//!    rule that also matches names it);
 //! 3. rules by source network or ASN (reason `ip`); the same network can be
 //!    a proxy on an open and a scanner on a click (`click_kind`); broad
 //!    networks (`needs_other_signal`) decide only with another signal;
@@ -107,13 +110,15 @@ impl Classifier {
         let r = &self.rules;
         // The generic set judges only what is not a person's software; the
         // person check runs only when it would change the answer.
+        // A bot device-detector names is one whatever else the string says.
         let mut v = UaVerdict {
-            generic: (r
-                .generic
-                .as_ref()
-                .is_some_and(|g| g.any.is_match(ua) && !g.unless.is_match(ua))
-                || r.person.names_library(ua))
-                && !r.person.recognises(ua),
+            generic: r.person.listed(ua)
+                || ((r
+                    .generic
+                    .as_ref()
+                    .is_some_and(|g| g.any.is_match(ua) && !g.unless.is_match(ua))
+                    || r.person.names_library(ua))
+                    && !r.person.recognises(ua)),
             ..UaVerdict::default()
         };
         for owner in r.ua.matches(ua).into_iter().map(|i| r.ua_owner[i]) {
@@ -267,6 +272,19 @@ mod tests {
         let get = http::Method::GET;
         let a = c.classify(&facts(EventType::Click, &get, "198.51.100.1", None));
         assert_eq!(a.kind, AgentKind::Human);
+    }
+
+    #[test]
+    fn a_named_bot_in_a_browser_string_is_a_machine() {
+        let c = classifier();
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        assert!(c.ua_verdict(chrome).is_empty());
+        // Synthetic monitors load pages in a real browser and append their
+        // token (device-detector's bots.yml, category Site Monitor).
+        for token in ["Catchpoint", "PTST/SpeedCurve/230120.120134", "Site24x7"] {
+            let ua = format!("{chrome} {token}");
+            assert!(c.ua_verdict(&ua).generic, "{ua}");
+        }
     }
 
     #[test]

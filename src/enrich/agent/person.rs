@@ -55,6 +55,11 @@ const BOT_MATCHERS: &str = include_str!("../../../agents/vendor/uap-core/bot-mat
 const DD_BROWSERS: &str = include_str!("../../../agents/vendor/device-detector/browsers.txt");
 const DD_APPS: &str = include_str!("../../../agents/vendor/device-detector/apps.txt");
 const DD_LIBRARIES: &str = include_str!("../../../agents/vendor/device-detector/libraries.txt");
+const DD_BOTS: &str = include_str!("../../../agents/vendor/device-detector/bots.txt");
+
+/// What device-detector puts before each of its bot patterns: a pattern
+/// matches at the start or after a character that cannot continue a name.
+const DD_PREFIX: &str = r"(?:^|[^A-Z0-9\-_]|[^A-Z0-9\-]_|sprd-|MZ-)";
 
 /// The tokens of the User-Agent grammar itself, which every browser of the
 /// last twenty years sends and uap-core does not list as a family
@@ -105,6 +110,9 @@ pub(crate) struct Person {
     libraries: HashSet<Box<str>>,
     /// uap-core's generic bot matchers.
     bots: RegexSet,
+    /// device-detector's named bots (crawlers, site monitors, security
+    /// checkers, service agents): products, not words.
+    listed: Regex,
     /// The generic list's word patterns (those not anchored to the whole
     /// string: a browser string is never just a name and a version).
     words: Option<Regex>,
@@ -129,6 +137,13 @@ impl Person {
             .dfa_size_limit(DFA_CACHE_LIMIT)
             .build()
             .map_err(|e| DataError("uap-core bot matchers", e))?;
+        let alternatives = lines(DD_BOTS).collect::<Vec<_>>().join("|");
+        let listed = RegexBuilder::new(&format!("{DD_PREFIX}(?:{alternatives})"))
+            .case_insensitive(true)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(DFA_CACHE_LIMIT)
+            .build()
+            .map_err(|e| DataError("device-detector bots", e))?;
         let words = match generic {
             Some(text) => {
                 let joined = lines(text)
@@ -162,6 +177,7 @@ impl Person {
                 .collect(),
             libraries: lines(DD_LIBRARIES).map(Box::from).collect(),
             bots,
+            listed,
             words,
         })
     }
@@ -176,6 +192,13 @@ impl Person {
         let residue = self.residue(ua);
         !self.bots.is_match(&residue)
             && (device || !self.words.as_ref().is_some_and(|w| w.is_match(&residue)))
+    }
+
+    /// `ua` names one of device-detector's bots (`Catchpoint`, WebPageTest's
+    /// `PTST/`, `Site24x7`): that product's, a machine's, even in a browser's
+    /// string, as device-detector reads it.
+    pub(crate) fn listed(&self, ua: &str) -> bool {
+        self.listed.is_match(ua)
     }
 
     /// A product token of `ua` names an HTTP library, SDK or tool
