@@ -13,7 +13,8 @@ uses to recognise a person's software (src/enrich/agent/person.rs):
       (regexes/client/libraries.yml): a product token with one of these names
       (`containerd/1.5`, `Dart/2.16`, `SlimerJS/0.7`) is a machine's
   agents/vendor/device-detector/bots.txt  the named bots of regexes/bots.yml
-      (crawlers, site monitors, security checkers, service agents...), one
+      but its crawlers and search bots (which isbot's words find): site
+      monitors, security checkers, service and AI agents, validators..., one
       regex a line after a `# name (category)` comment: a string one matches
       is that product's, a machine's, even when it reads like a browser
       (`... Chrome/120 Safari/537.36 PTST/SpeedCurve`); entries with
@@ -138,6 +139,10 @@ def main():
     for entry in yaml.safe_load(open(os.path.join(a.device_detector, "regexes/bots.yml"), encoding="utf-8")) or []:
         rx = str(entry.get("regex", "")).replace("\\/", "/")
         if not rx or entry.get("name") == "Generic Bot" or re.search(r"\(\?<?[=!]", rx):
+            continue
+        # Crawlers and search bots name themselves with the words isbot's list matches; what passes
+        # for a browser is the rest: site monitors, security checkers, service and AI agents.
+        if entry.get("category") in ("Crawler", "Search bot"):
             continue
         re.compile(rx)  # a pattern Python cannot read is no pattern for Rust either
         named_bots.append((entry.get("name", ""), entry.get("category", ""), rx))
