@@ -114,8 +114,9 @@ pub(crate) struct Person {
     libraries: HashSet<Box<str>>,
     /// uap-core's generic bot matchers.
     bots: RegexSet,
-    /// device-detector's named bots (crawlers, site monitors, security
-    /// checkers, service agents): products, not words.
+    /// device-detector's named bots but its crawlers and search bots (site
+    /// monitors, security checkers, service and AI agents): products, not
+    /// words.
     listed: Regex,
     /// The generic list's word patterns (those not anchored to the whole
     /// string: a browser string is never just a name and a version).
