@@ -14,10 +14,9 @@
 //! strings. The addresses stay in the thread's memory, never in an event.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +24,7 @@ use arc_swap::ArcSwap;
 use maxminddb::{Mmap, Reader};
 use serde::Deserialize;
 
+use super::remember::{owner_id, Remembered};
 use crate::config::GeoIpConfig;
 use crate::event::Geo;
 
@@ -155,19 +155,17 @@ fn refresh(
 struct Dbs {
     city: Option<Arc<Db>>,
     asn: Option<Arc<Db>>,
-    /// Tells these databases' answers in a thread's [`Recent`] from
+    /// Tells these databases' answers in a thread's [`RECENT`] from
     /// earlier ones'.
     generation: u64,
 }
 
 impl Dbs {
     fn new(city: Option<Arc<Db>>, asn: Option<Arc<Db>>) -> Dbs {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        let generation = NEXT.fetch_add(1, Ordering::Relaxed);
         Dbs {
             city,
             asn,
-            generation,
+            generation: owner_id(),
         }
     }
 
@@ -206,17 +204,10 @@ impl Dbs {
 /// for a few minutes; full, about 1 MiB per thread, then emptied.
 const REMEMBERED: usize = 4096;
 
-/// One thread's remembered answers, for the databases of `generation`.
-struct Recent {
-    generation: u64,
-    answers: HashMap<IpAddr, Option<Arc<Geo>>, foldhash::fast::RandomState>,
-}
-
 thread_local! {
-    static RECENT: RefCell<Recent> = RefCell::new(Recent {
-        generation: 0,
-        answers: HashMap::default(),
-    });
+    /// This thread's remembered answers, for the databases that gave them.
+    static RECENT: RefCell<Remembered<IpAddr, Option<Arc<Geo>>>> =
+        RefCell::new(Remembered::default());
 }
 
 /// GeoIP lookups with hot reload.
@@ -261,20 +252,11 @@ impl GeoIp {
             return None;
         }
         RECENT.with(|recent| {
-            let mut recent = recent.borrow_mut();
-            if recent.generation != dbs.generation {
-                recent.answers.clear();
-                recent.generation = dbs.generation;
-            }
-            if let Some(known) = recent.answers.get(&ip) {
-                return known.clone();
-            }
-            let found = dbs.read(ip).map(Arc::new);
-            if recent.answers.len() >= REMEMBERED {
-                recent.answers.clear();
-            }
-            recent.answers.insert(ip, found.clone());
-            found
+            recent
+                .borrow_mut()
+                .get_or_make(dbs.generation, REMEMBERED, &ip, || {
+                    dbs.read(ip).map(Arc::new)
+                })
         })
     }
 

@@ -12,6 +12,7 @@ pub mod burst;
 pub mod geo;
 pub mod ip;
 pub mod privacy;
+pub mod remember;
 pub mod ua;
 
 use std::net::SocketAddr;

@@ -14,7 +14,6 @@
 //! lines moving between cores, ~3% of the CPU at peak).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -22,6 +21,7 @@ use dashmap::DashMap;
 use metrics::{counter, Counter};
 
 use super::agent::{Classifier, UaVerdict};
+use super::remember::{owner_id, Remembered};
 use crate::event::{SealedUserAgent, UserAgent};
 use crate::metrics::UA_CACHE_EVICTIONS;
 
@@ -83,7 +83,7 @@ impl UaParser {
 
 /// Parsed and classified User-Agents by raw string.
 pub struct UaCache {
-    /// Tells this cache's entries in a thread's [`Front`] from an earlier
+    /// Tells this cache's entries in a thread's [`FRONT`] from an earlier
     /// one's (a reload builds a new cache with the new rules).
     id: u64,
     parser: UaParser,
@@ -97,9 +97,8 @@ pub struct UaCache {
 
 impl UaCache {
     pub fn new(capacity: usize) -> UaCache {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         UaCache {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: owner_id(),
             parser: UaParser::default(),
             map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             capacity,
@@ -116,25 +115,15 @@ impl UaCache {
         if self.capacity == 0 {
             return self.shared(raw, classifier);
         }
+        let limit = FRONT_ENTRIES.min(self.capacity);
         FRONT.with(|front| {
-            let mut front = front.borrow_mut();
-            if front.owner != self.id {
-                front.map.clear();
-                front.owner = self.id;
-            }
-            if let Some(hit) = front.map.get(raw) {
-                return hit.clone();
-            }
-            let shared = self.shared(raw, classifier);
-            let own = UaInfo {
-                ua: Arc::new(SealedUserAgent::clone(&shared.ua)),
-                verdict: shared.verdict,
-            };
-            if front.map.len() >= FRONT_ENTRIES.min(self.capacity) {
-                front.map.clear();
-            }
-            front.map.insert(raw.into(), own.clone());
-            own
+            front.borrow_mut().get_or_make(self.id, limit, raw, || {
+                let shared = self.shared(raw, classifier);
+                UaInfo {
+                    ua: Arc::new(SealedUserAgent::clone(&shared.ua)),
+                    verdict: shared.verdict,
+                }
+            })
         })
     }
 
@@ -179,17 +168,9 @@ impl UaCache {
 /// 3 MiB per serving thread.
 const FRONT_ENTRIES: usize = 4096;
 
-/// One thread's front map, for the [`UaCache`] `owner`.
-struct Front {
-    owner: u64,
-    map: HashMap<Box<str>, UaInfo, foldhash::fast::RandomState>,
-}
-
 thread_local! {
-    static FRONT: RefCell<Front> = RefCell::new(Front {
-        owner: 0,
-        map: HashMap::default(),
-    });
+    /// This thread's front map, for the [`UaCache`] that filled it.
+    static FRONT: RefCell<Remembered<str, UaInfo>> = RefCell::new(Remembered::default());
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
