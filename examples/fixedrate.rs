@@ -18,8 +18,9 @@
 //! milliseconds and sleeps the last fraction with nanosleep (timer slack
 //! 1 µs). The client's own lateness (due -> sent, for requests that found
 //! a free connection) is reported as `lag_p99_us`, and its CPU per request
-//! too: a client that cannot keep up shows. It is `loadtest/fixedrate.py`
-//! in Rust, which costs the shared cores a fifth of the CPU per request.
+//! too: a client that cannot keep up shows. It replaced a Python client of
+//! the same design that cost the shared cores half again as much CPU per
+//! request.
 //!
 //! Prints one line of key=value pairs; latencies in µs.
 

@@ -5,7 +5,7 @@
 
 CORPUS_IN is mint_corpus's output (`path<TAB>user-agent`, five lines per
 recipient, in recipient order). CORPUS_OUT gets a third column, the
-client's address, sent as X-Forwarded-For (corpus.lua, fixedrate.py): one
+client's address, sent as X-Forwarded-For (corpus.lua, examples/fixedrate.rs): one
 address per recipient, spread over 64 /16 networks. GEO_DIR gets
 city.mmdb and asn.mmdb (written with tests/py/mmdbwrite.py) with a record
 for each of those networks, so every request costs trackedge a real city

@@ -24,16 +24,13 @@
 # records are read back, deduplicated by trackedge's event_id and nginx's
 # $request_id: loadtest/kafka_count.py); the broker's CPU apart. Then a
 # fixed-rate phase at half of trackedge's median peak (examples/fixedrate.rs,
-# or loadtest/fixedrate.py, the same client in Python, when FIXEDRATE names
-# it or the example is not built; latency counted from each request's due
-# time: coordinated omission corrected) for trackedge, the floor and the
-# peer; trackedge's peak RSS
+# latency counted from each request's due time: coordinated omission
+# corrected) for trackedge, the floor and the peer; trackedge's peak RSS
 # (VmHWM); the books (answered = in Kafka) and the issue's ratios.
 #
 #   loadtest/run.sh                           # ROUNDS=5 DURATION=10s: ~10 min
 #   ROUNDS=7 DURATION=20s loadtest/run.sh
 #   TRACKEDGE_BIN=/path/to/trackedge MINT=/path/to/mint_corpus loadtest/run.sh
-#   FIXEDRATE=loadtest/fixedrate.py ...       # the Python fixed-rate client
 #   TLS=1 loadtest/run.sh                     # adds trackedge and nginx over HTTPS
 #   KEEP=1 ...                                # keep the work directory (logs, wrk output)
 #
@@ -83,9 +80,11 @@ if [ -z "${TRACKEDGE_BIN:-}" ]; then
 fi
 bin=$(realpath "$TRACKEDGE_BIN")
 MINT=$(realpath "${MINT:-$root/target/release/examples/mint_corpus}")
-FIXEDRATE=${FIXEDRATE:-$root/target/release/examples/fixedrate}
-[ -x "$FIXEDRATE" ] || FIXEDRATE=$root/loadtest/fixedrate.py
-fixed_client() { case "$FIXEDRATE" in *.py) python3 "$FIXEDRATE" "$@" ;; *) "$FIXEDRATE" "$@" ;; esac; }
+FIXEDRATE=$root/target/release/examples/fixedrate
+if [ ! -x "$FIXEDRATE" ] || [ examples/fixedrate.rs -nt "$FIXEDRATE" ]; then
+  echo "building the fixed-rate client"
+  nice -n 19 cargo build --release --locked --example fixedrate 2>&1 | tail -1
+fi
 floor_bin=$root/target/hyper-floor/release/hyper-floor
 if [ ! -x "$floor_bin" ] || [ loadtest/hyper-floor/src/main.rs -nt "$floor_bin" ]; then
   echo "building the floor"
@@ -350,13 +349,13 @@ machine_busy=$(awk -v a="$mb0" -v b="$mb1" -v s="$mw0" -v e="$mw1" -v hz="$hz" '
 half=$(awk '$2 == "trackedge" {print $3}' "$work/rounds.tsv" | sort -n | awk '{v[NR] = $1} END {printf "%d", v[int((NR + 1) / 2)] / 2}')
 fixed_targets=(trackedge floor peer)
 echo "fixed rate: $half requests/s (half of trackedge's median peak), ${FIXED_DURATION}s each, $FIXED_ROUNDS rounds (${FIXEDRATE#$root/})"
-echo "# round target fixedrate.py's result" >"$work/fixed.tsv"
+echo "# round target fixedrate's result" >"$work/fixed.tsv"
 for r in $(seq "$FIXED_ROUNDS"); do
   order=("${fixed_targets[@]}")
   if ((r % 2 == 0)); then order=(peer floor trackedge); fi
   for t in "${order[@]}"; do
     port=$(url_of "$t"); port=${port##*:}
-    res=$(fixed_client --port "$port" --rate "$half" --duration "$FIXED_DURATION" \
+    res=$("$FIXEDRATE" --port "$port" --rate "$half" --duration "$FIXED_DURATION" \
       --connections "$CONNECTIONS" --corpus "$CORPUS")
     settle "$t"
     echo "$r $t $res" >>"$work/fixed.tsv"
