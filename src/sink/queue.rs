@@ -23,10 +23,45 @@ const COALESCE: Duration = Duration::from_millis(1);
 pub fn in_batches<M>(
     rx: &Receiver<M>,
     max: usize,
+    handle: impl FnMut(&mut Vec<M>) -> ControlFlow<()>,
+) {
+    batches(rx, max, None, handle, || {});
+}
+
+/// [`in_batches`], calling `tick` after each batch's nap and whenever
+/// `every` passes without a message: for work the thread does besides its
+/// queue (the Kafka feeder serves librdkafka's delivery reports there).
+pub fn in_batches_ticking<M>(
+    rx: &Receiver<M>,
+    max: usize,
+    every: Duration,
+    handle: impl FnMut(&mut Vec<M>) -> ControlFlow<()>,
+    tick: impl FnMut(),
+) {
+    batches(rx, max, Some(every), handle, tick);
+}
+
+fn batches<M>(
+    rx: &Receiver<M>,
+    max: usize,
+    every: Option<Duration>,
     mut handle: impl FnMut(&mut Vec<M>) -> ControlFlow<()>,
+    mut tick: impl FnMut(),
 ) {
     let mut batch = Vec::with_capacity(max);
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match every {
+            None => rx.recv().ok(),
+            Some(every) => match rx.recv_timeout(every) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    tick();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        let Some(first) = first else { return };
         batch.push(first);
         while batch.len() < max {
             match rx.try_recv() {
@@ -39,6 +74,7 @@ pub fn in_batches<M>(
         }
         batch.clear();
         std::thread::sleep(COALESCE);
+        tick();
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! The request path only queues the event (a bounded channel, as the file
 //! sink does); the producing thread encodes events in batches and hands them
-//! to librdkafka's queue through a `ThreadedProducer` (a delivery callback,
+//! to librdkafka's queue by topic handle, and serves librdkafka's delivery
+//! reports itself between batches (a `BaseProducer` with a delivery callback,
 //! no future per record: rdkafka's maintainers and users report
 //! `FutureProducer` markedly slower, and its `send` leaking where
 //! `send_result` did not). Keeping librdkafka's locks, allocations and
@@ -44,7 +45,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use metrics::gauge;
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{Producer, PurgeConfig, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
 
 use super::queue::{join_by, send_by, Intake};
 use super::{Health, Sink};
@@ -224,7 +225,7 @@ impl KafkaSink {
         });
         let (spool_tx, spool_rx) = mpsc::sync_channel(cfg.spool_queue_capacity);
         let cc = client_config(cfg);
-        let producer: ThreadedProducer<Callbacks> = cc
+        let producer: BaseProducer<Callbacks> = cc
             .create_with_context(Callbacks::new(shared.clone(), spool_tx.clone()))
             .map_err(|e| anyhow::anyhow!("kafka producer settings: {e}"))?;
         let producer: SharedProducer = Arc::new(ArcSwap::from_pointee(producer));

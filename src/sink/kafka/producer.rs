@@ -8,6 +8,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use metrics::{counter, gauge, Counter};
@@ -15,7 +16,7 @@ use rdkafka::bindings;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
 
 use super::spool::SpoolRecord;
@@ -32,10 +33,18 @@ use crate::event::Event;
 use crate::metrics::{
     dropped, DropReason, EVENTS_DELIVERED, KAFKA_BROKERS_UP, KAFKA_QUEUE, KAFKA_TX_ERRORS,
 };
-use crate::sink::queue::in_batches;
+use crate::sink::queue::in_batches_ticking;
 
 /// Events the producing thread takes from the intake per batch.
 const FEED_BATCH: usize = 1024;
+
+/// How often the producing thread serves librdkafka's reports when no
+/// event comes (under load it serves them after every batch).
+const REPORTS_EVERY: Duration = Duration::from_millis(20);
+
+/// Most reports (each a batch of records) served per turn, so a backlog
+/// cannot hold up the intake.
+const REPORTS_PER_TURN: usize = 256;
 
 /// Delivery timeouts in a row, with brokers up, after which the producer
 /// counts as stalled and is replaced (issue 21, item 8): an idempotent
@@ -211,8 +220,9 @@ impl Callbacks {
             payload: msg.payload().unwrap_or_default().to_vec(),
         };
         self.shared.spool.queued.fetch_add(1, Ordering::Relaxed);
-        // Blocking is fine here: this is librdkafka's callback thread,
-        // never a request.
+        // Blocking is fine here: this is the producing thread (or shutdown)
+        // serving reports, never a request; the spool's thread drains the
+        // channel on its own.
         if self.spool_tx.send(SpoolMsg::Record(Box::new(rec))).is_err() {
             self.shared.spool.queued.fetch_sub(1, Ordering::Relaxed);
             dropped(DropReason::Shutdown, 1);
@@ -221,8 +231,10 @@ impl Callbacks {
 }
 
 /// The producer, replaceable after a fatal error without a lock on the
-/// request path.
-pub type SharedProducer = Arc<ArcSwap<ThreadedProducer<Callbacks>>>;
+/// request path. Its delivery reports are served by the producing thread
+/// ([`Feeder`]), which allocated the records they free: no thread of
+/// rdkafka's own polls it.
+pub type SharedProducer = Arc<ArcSwap<BaseProducer<Callbacks>>>;
 
 /// What the request path queues for the producing thread. Boxed, as in the
 /// file sink's queue: a slot is 16 bytes, not 528.
@@ -252,25 +264,58 @@ impl Feeder {
         // The topic's handle in the current producer, made again when the
         // producer is replaced.
         let mut bound: Option<Bound> = None;
-        in_batches(&rx, FEED_BATCH, |batch| {
-            let mut close = None;
-            for msg in batch.drain(..) {
-                match msg {
-                    Feed::Event(event) => {
-                        self.produce(&event, &mut json, &mut bound);
-                        self.pending.fetch_sub(1, Ordering::Relaxed);
+        let bound = std::cell::RefCell::new(&mut bound);
+        in_batches_ticking(
+            &rx,
+            FEED_BATCH,
+            REPORTS_EVERY,
+            |batch| {
+                let mut close = None;
+                let mut bound = bound.borrow_mut();
+                for msg in batch.drain(..) {
+                    match msg {
+                        Feed::Event(event) => {
+                            self.produce(&event, &mut json, &mut bound);
+                            self.pending.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        Feed::Close(ack) => close = Some(ack),
                     }
-                    Feed::Close(ack) => close = Some(ack),
                 }
-            }
-            match close {
-                Some(ack) => {
-                    let _ = ack.send(());
-                    ControlFlow::Break(())
+                match close {
+                    Some(ack) => {
+                        let _ = ack.send(());
+                        ControlFlow::Break(())
+                    }
+                    None => ControlFlow::Continue(()),
                 }
-                None => ControlFlow::Continue(()),
+            },
+            || {
+                if let Some(b) = self.bind(&mut bound.borrow_mut()) {
+                    b.serve_reports();
+                }
+            },
+        );
+    }
+
+    /// The topic's handle in the current producer: `bound`, or a new one
+    /// when the producer was replaced. `None` (Kafka marked refusing) when
+    /// librdkafka refuses the topic name.
+    fn bind<'b>(&self, bound: &'b mut Option<Bound>) -> Option<&'b Bound> {
+        let current = self.producer.load();
+        if let Some(b) = bound {
+            if Arc::ptr_eq(&b.producer, &current) {
+                return bound.as_ref();
             }
-        });
+        }
+        match Bound::new(Arc::clone(&current), &self.topic) {
+            Some(b) => Some(bound.insert(b)),
+            None => {
+                *bound = None;
+                let e = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopic);
+                self.shared.connectivity.set_degraded(Trouble::Refusing, &e);
+                None
+            }
+        }
     }
 
     fn produce(&self, event: &Event, json: &mut Vec<u8>, bound: &mut Option<Bound>) {
@@ -280,17 +325,8 @@ impl Feeder {
         let key = record_key(event, &ids);
         let headers = cloudevent_headers(event, &ids, &self.source);
         if !self.shared.connectivity.is_degraded() {
-            let current = self.producer.load();
-            let b = match bound {
-                Some(b) if Arc::ptr_eq(&b.producer, &current) => b,
-                _ => match Bound::new(Arc::clone(&current), &self.topic) {
-                    Some(b) => bound.insert(b),
-                    None => {
-                        let e = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopic);
-                        self.shared.connectivity.set_degraded(Trouble::Refusing, &e);
-                        return self.to_spool(spool_record(event, key, &headers, json));
-                    }
-                },
+            let Some(b) = self.bind(bound) else {
+                return self.to_spool(spool_record(event, key, &headers, json));
             };
             match b.send(
                 key.as_bytes(),
@@ -350,15 +386,17 @@ fn spool_record(event: &Event, key: &str, headers: &CeHeaders<'_>, json: &[u8]) 
 /// each; by handle, only the count. Live events are produced through it,
 /// below `BaseRecord`; replays keep the safe API.
 pub struct Bound {
-    producer: Arc<ThreadedProducer<Callbacks>>,
+    producer: Arc<BaseProducer<Callbacks>>,
     topic: NonNull<bindings::rd_kafka_topic_t>,
+    /// The client's main queue, where its delivery reports wait.
+    reports: NonNull<bindings::rd_kafka_queue_t>,
 }
 
 #[allow(unsafe_code)]
 impl Bound {
     /// The handle of `topic` in `producer`; `None` when librdkafka refuses
     /// the name.
-    fn new(producer: Arc<ThreadedProducer<Callbacks>>, topic: &str) -> Option<Bound> {
+    fn new(producer: Arc<BaseProducer<Callbacks>>, topic: &str) -> Option<Bound> {
         let name = CString::new(topic).ok()?;
         // SAFETY: the client pointer is valid while `producer` lives, and
         // `Bound` keeps it alive until the handle is destroyed (Drop); a
@@ -370,10 +408,31 @@ impl Bound {
                 std::ptr::null_mut(),
             )
         };
+        let topic = NonNull::new(rkt)?;
+        // SAFETY: as above; the reference is released in Drop.
+        let reports = unsafe { bindings::rd_kafka_queue_get_main(producer.client().native_ptr()) };
+        let Some(reports) = NonNull::new(reports) else {
+            // SAFETY: made above, destroyed once.
+            unsafe { bindings::rd_kafka_topic_destroy(topic.as_ptr()) };
+            return None;
+        };
         Some(Bound {
-            topic: NonNull::new(rkt)?,
+            topic,
+            reports,
             producer,
         })
+    }
+
+    /// Serves the delivery reports waiting (at most [`REPORTS_PER_TURN`]),
+    /// without waiting for more.
+    fn serve_reports(&self) {
+        for _ in 0..REPORTS_PER_TURN {
+            // SAFETY: the queue reference is ours until Drop.
+            if unsafe { bindings::rd_kafka_queue_length(self.reports.as_ptr()) } == 0 {
+                break;
+            }
+            self.producer.poll(Duration::ZERO);
+        }
     }
 
     /// Hands one record to librdkafka, which copies key, payload and
@@ -476,9 +535,13 @@ impl Bound {
 #[allow(unsafe_code)]
 impl Drop for Bound {
     fn drop(&mut self) {
-        // SAFETY: made by rd_kafka_topic_new on this producer's client,
-        // destroyed once, before `producer` (a field) lets the client go.
-        unsafe { bindings::rd_kafka_topic_destroy(self.topic.as_ptr()) }
+        // SAFETY: made by rd_kafka_topic_new and rd_kafka_queue_get_main on
+        // this producer's client, released once, before `producer` (a
+        // field) lets the client go.
+        unsafe {
+            bindings::rd_kafka_topic_destroy(self.topic.as_ptr());
+            bindings::rd_kafka_queue_destroy(self.reports.as_ptr());
+        }
     }
 }
 

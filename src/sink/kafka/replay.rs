@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::types::RDKafkaRespErr;
 
 use metrics::counter;
@@ -289,7 +289,7 @@ impl Replayer {
     /// or is stalled: what the old one held comes back through its delivery
     /// callback and is spooled.
     fn replace_producer(&self, why: Reset) {
-        let fresh: ThreadedProducer<Callbacks> = match self
+        let fresh: BaseProducer<Callbacks> = match self
             .config
             .create_with_context(Callbacks::new(self.shared.clone(), self.spool_tx.clone()))
         {
