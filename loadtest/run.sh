@@ -114,6 +114,15 @@ tree() { local p c; for p in "$@"; do echo "$p"; for c in $(pgrep -P "$p" || tru
 # of its threads, live and exited).
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'))); done; echo "$t"; }
 hz=$(getconf CLK_TCK)
+# trackedge's CPU ticks by thread group, one "group utime stime" line each:
+# its serving threads, its producing thread, librdkafka's threads, the rest.
+thread_ticks() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    awk -v name="$(tr ' ' '_' <"$t/comm" 2>/dev/null)" '{sub(/.*\) /, ""); print name, $12, $13}' "$t/stat" 2>/dev/null || true
+  done | awk '{g = "other"} $1 ~ /^trackedge-http/ {g = "serving"} $1 == "trackedge-kafka" {g = "producing"}
+    $1 ~ /^rdk:/ {g = "librdkafka"} {u[g] += $2; s[g] += $3} END {for (g in u) print g, u[g], s[g]}'
+}
 # Whole-machine busy ticks (all cores), and a per-process CPU snapshot to
 # name what else ran meanwhile.
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
@@ -296,16 +305,22 @@ measure() {
   procs=($(procs_of "$t"))
   t0=$(ticks "${procs[@]}"); b0=$(ticks "$kpid"); w0=$EPOCHREALTIME; m0=$(busy)
   [ "$t" = peer ] && rs0=$(ticks "$rpid")
+  [ "$t" = trackedge ] && thread_ticks "$tpid" >"$work/threads0"
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$d" -s loadtest/corpus.lua "$(url_of "$t")")
   settle "$t"
   t1=$(ticks "${procs[@]}"); b1=$(ticks "$kpid"); w1=$EPOCHREALTIME; m1=$(busy)
   [ "$t" = peer ] && rs1=$(ticks "$rpid")
+  [ "$t" = trackedge ] && thread_ticks "$tpid" >"$work/threads1"
   echo "$out" >>"$work/wrk-$t.txt"
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
   p99=$(echo "$out" | grep '^RESULT' | tr ' ' '\n' | awk -F= '$1 == "p99_us" {print $2}')
   ok=$(echo "$out" | grep '^RESULT' | tr ' ' '\n' | awk -F= '$1 == "ok" {print $2}')
   cpu=$(awk -v a="$t0" -v b="$t1" -v n="$ok" -v hz="$hz" 'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / n}')
   bro=$(awk -v a="$b0" -v b="$b1" -v n="$ok" -v hz="$hz" 'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / n}')
+  if [ "$t" = trackedge ]; then
+    join <(sort "$work/threads0") <(sort "$work/threads1") |
+      awk -v n="$ok" -v hz="$hz" '{printf "%s %.2f %.2f\n", $1, ($4 - $2) / hz * 1e6 / n, ($5 - $3) / hz * 1e6 / n}' >>"$work/threads.tsv"
+  fi
   local part=-
   [ "$t" = peer ] && part=$(awk -v a="$rs0" -v b="$rs1" -v n="$ok" -v hz="$hz" 'BEGIN {printf "%.2f", (b - a) / hz * 1e6 / n}')
   # machine: CPU of all cores busy over the window, in % of one core
@@ -439,6 +454,24 @@ books (whole run, warm-up included):
 peak RSS (VmHWM): trackedge $((te_rss / 1024)) MiB, peer $((peer_rss / 1024)) MiB (nginx master+workers + rsyslogd), nginx $((nginx_rss / 1024)) MiB, floor $((floor_rss / 1024)) MiB
 machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -r); load, client and broker share the cores; $elapsed s of rounds
 during the rounds the machine was ${machine_busy}% busy (of $(($(nproc) * 100))%); besides the targets, the broker and the record counter, over 2% of a core: ${others:-nothing} (processes that ended meanwhile, wrk and builds' compilers among them, are not named)
-per-round figures: target/rounds.tsv, target/fixed.tsv
+per-round figures: target/rounds.tsv, target/fixed.tsv, target/threads.tsv
 EOF
-cp "$work/rounds.tsv" "$work/fixed.tsv" "$root/target/" 2>/dev/null || true
+# Where trackedge's CPU goes by thread, from the same /proc windows.
+python3 - "$work/threads.tsv" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    g, u, s = line.split()
+    rows.setdefault(g, []).append((float(u), float(s)))
+print("trackedge's CPU by thread, µs per answered request (median of the rounds, user + system):")
+total = 0.0
+for g in ("serving", "producing", "librdkafka", "other"):
+    if g not in rows:
+        continue
+    u = statistics.median(r[0] for r in rows[g])
+    s = statistics.median(r[1] for r in rows[g])
+    total += u + s
+    print(f"  {g:<11} {u:6.2f} + {s:5.2f} = {u + s:6.2f}")
+print(f"  {'sum':<11} {total:22.2f}")
+PY
+cp "$work/rounds.tsv" "$work/fixed.tsv" "$work/threads.tsv" "$root/target/" 2>/dev/null || true
