@@ -112,17 +112,29 @@ pub struct UserAgent {
 }
 
 /// A [`UserAgent`] with its JSON written once.
+///
+/// Both parts are shared: a clone (what each serving thread's front of the
+/// UA cache keeps, to count references of its own) costs two pointers, not
+/// a copy of every string.
 #[derive(Debug, Clone)]
 pub struct SealedUserAgent {
-    pub ua: UserAgent,
-    json: Box<serde_json::value::RawValue>,
+    pub ua: Arc<UserAgent>,
+    json: Arc<serde_json::value::RawValue>,
 }
 
 impl UserAgent {
     /// Writes the JSON once; events then copy it as it is.
     pub fn seal(self) -> SealedUserAgent {
         let json = serde_json::value::to_raw_value(&self).expect("a User-Agent always serializes");
-        SealedUserAgent { ua: self, json }
+        SealedUserAgent {
+            ua: Arc::new(self),
+            json: Arc::from(json),
+        }
+    }
+
+    /// Whether `a` and `b` share their parsed values (not only equal ones).
+    pub fn shared(a: &SealedUserAgent, b: &SealedUserAgent) -> bool {
+        Arc::ptr_eq(&a.ua, &b.ua) && Arc::ptr_eq(&a.json, &b.json)
     }
 }
 
