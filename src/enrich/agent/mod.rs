@@ -29,6 +29,7 @@
 //! [`super::ua::UaCache`].
 
 mod config;
+mod matcher;
 mod person;
 mod rules;
 
@@ -121,7 +122,7 @@ impl Classifier {
                     && !r.person.recognises(ua)),
             ..UaVerdict::default()
         };
-        for owner in r.ua.matches(ua).into_iter().map(|i| r.ua_owner[i]) {
+        for owner in r.ua.matches(ua).map(|i| r.ua_owner[i]) {
             let n = v.n as usize;
             if n < UA_MATCHES && (n == 0 || v.rules[n - 1] != owner) {
                 v.rules[n] = owner;

@@ -38,12 +38,12 @@
 
 use std::collections::HashSet;
 
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use super::matcher::Matcher;
 
 /// Compiled regexes may be this large (the generic set is ~200 patterns).
 pub(super) const REGEX_SIZE_LIMIT: usize = 64 << 20;
-/// The lazy DFA cache of each of the four large pattern sets, per thread
-/// that classifies: regex's default (2 MiB) was too small for these
+/// The lazy DFA cache of each of the four large pattern sets (one per
+/// process, [`Matcher`]): regex's default (2 MiB) was too small for these
 /// alternations, so a new User-Agent cleared it again and again and fell
 /// back to the slow engines (84 µs a cold classification in the bench);
 /// at 6 MiB it is 8 µs (16 MiB: 5 µs). Bounded, and only filled by the
@@ -56,9 +56,9 @@ const DD_BROWSERS: &str = include_str!("../../../agents/vendor/device-detector/b
 const DD_APPS: &str = include_str!("../../../agents/vendor/device-detector/apps.txt");
 const DD_LIBRARIES: &str = include_str!("../../../agents/vendor/device-detector/libraries.txt");
 const DD_BOTS: &str = include_str!("../../../agents/vendor/device-detector/bots.txt");
-/// The named-bot regex's lazy DFA cache per classifying thread: at
-/// [`DFA_CACHE_LIMIT`] it filled to the limit under the load corpus (peak
-/// RSS +8-9 MiB with two serving threads).
+/// The named-bot regex's lazy DFA cache: at [`DFA_CACHE_LIMIT`] it filled
+/// to the limit under the load corpus (peak RSS +8-9 MiB when each of two
+/// serving threads had its own).
 const LISTED_DFA_CACHE_LIMIT: usize = 2 << 20;
 
 /// What device-detector puts before each of its bot patterns: a pattern
@@ -113,17 +113,25 @@ pub(crate) struct Person {
     /// HTTP libraries, SDKs and tools ([`norm`]): a machine's product.
     libraries: HashSet<Box<str>>,
     /// uap-core's generic bot matchers.
-    bots: RegexSet,
+    bots: Matcher,
     /// device-detector's named bots but its crawlers and search bots (site
     /// monitors, security checkers, service and AI agents): products, not
     /// words.
-    listed: Regex,
+    listed: Matcher,
     /// The generic list's word patterns (those not anchored to the whole
     /// string: a browser string is never just a name and a version).
-    words: Option<Regex>,
+    words: Option<Matcher>,
 }
 
-fn lines(text: &str) -> impl Iterator<Item = &str> {
+/// The patterns as one regex that matches where any of them does.
+pub(super) fn alternation<'a>(patterns: impl Iterator<Item = &'a str>) -> String {
+    patterns
+        .map(|p| format!("(?:{p})"))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+pub(super) fn lines(text: &str) -> impl Iterator<Item = &str> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -132,36 +140,34 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
 /// Vendored pattern data that does not compile: which list, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}: {1}")]
-pub(crate) struct DataError(&'static str, regex::Error);
+pub(crate) struct DataError(&'static str, regex_automata::meta::BuildError);
 
 impl Person {
     /// `generic` is the generic pattern list (Rust syntax, one a line).
     pub(crate) fn new(generic: Option<&str>) -> Result<Person, DataError> {
-        let bots = RegexSetBuilder::new(lines(BOT_MATCHERS))
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(DFA_CACHE_LIMIT)
-            .build()
-            .map_err(|e| DataError("uap-core bot matchers", e))?;
+        // One alternation, not a set: only whether any matches is asked,
+        // and a leftmost search can stop at the first.
+        let bots = Matcher::one(
+            &alternation(lines(BOT_MATCHERS)),
+            false,
+            REGEX_SIZE_LIMIT,
+            DFA_CACHE_LIMIT,
+        )
+        .map_err(|e| DataError("uap-core bot matchers", e))?;
         let alternatives = lines(DD_BOTS).collect::<Vec<_>>().join("|");
-        let listed = RegexBuilder::new(&format!("{DD_PREFIX}(?:{alternatives})"))
-            .case_insensitive(true)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(LISTED_DFA_CACHE_LIMIT)
-            .build()
-            .map_err(|e| DataError("device-detector bots", e))?;
+        let listed = Matcher::one(
+            &format!("{DD_PREFIX}(?:{alternatives})"),
+            true,
+            REGEX_SIZE_LIMIT,
+            LISTED_DFA_CACHE_LIMIT,
+        )
+        .map_err(|e| DataError("device-detector bots", e))?;
         let words = match generic {
             Some(text) => {
-                let joined = lines(text)
-                    .filter(|p| !p.starts_with('^') && !p.ends_with('$'))
-                    .map(|p| format!("(?:{p})"))
-                    .collect::<Vec<_>>()
-                    .join("|");
+                let joined =
+                    alternation(lines(text).filter(|p| !p.starts_with('^') && !p.ends_with('$')));
                 Some(
-                    RegexBuilder::new(&joined)
-                        .case_insensitive(true)
-                        .size_limit(REGEX_SIZE_LIMIT)
-                        .dfa_size_limit(DFA_CACHE_LIMIT)
-                        .build()
+                    Matcher::one(&joined, true, REGEX_SIZE_LIMIT, DFA_CACHE_LIMIT)
                         .map_err(|e| DataError("generic word patterns", e))?,
                 )
             }

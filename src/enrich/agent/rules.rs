@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::{Regex, RegexSet, RegexSetBuilder};
+
+use super::matcher::Matcher;
 use serde::Deserialize;
 
 use super::config::{AgentConfig, AgentRule};
-use super::person::{Person, DFA_CACHE_LIMIT, REGEX_SIZE_LIMIT};
+use super::person::{alternation, lines, Person, DFA_CACHE_LIMIT, REGEX_SIZE_LIMIT};
 use crate::event::{AgentKind, EventType};
 
 /// The built-in rules and the generic pattern list they name.
@@ -193,7 +195,7 @@ impl Rule {
 /// The generic pattern set for machines that name themselves.
 pub(super) struct Generic {
     pub(super) kind: AgentKind,
-    pub(super) any: Regex,
+    pub(super) any: Matcher,
     pub(super) unless: RegexSet,
 }
 
@@ -202,7 +204,7 @@ pub struct Rules {
     pub(super) rules: Vec<Rule>,
     pub(super) nets: NetTable,
     /// Every rule's `ua` patterns; `ua_owner[i]` is pattern i's rule.
-    pub(super) ua: RegexSet,
+    pub(super) ua: Matcher,
     pub(super) ua_owner: Vec<u16>,
     pub(super) generic: Option<Generic>,
     /// Recognises a person's software, before the generic set may judge.
@@ -294,31 +296,14 @@ impl Rules {
                 needs_other_signal: d.needs_other_signal,
             });
         }
-        let ua = RegexSetBuilder::new(&ua_patterns)
-            .case_insensitive(true)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(DFA_CACHE_LIMIT)
-            .build()
+        let ua = Matcher::set(&ua_patterns, true, REGEX_SIZE_LIMIT, DFA_CACHE_LIMIT)
             .map_err(|e| err(file_key.as_str(), format!("ua patterns: {e}")))?;
         let person = Person::new(file.generic.as_ref().and(patterns.as_deref()))
             .map_err(|e| err(file_key.as_str(), e.to_string()))?;
         let generic = match (file.generic, patterns) {
             (Some(g), Some(text)) => {
-                let list: Vec<&str> = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .collect();
-                let joined = list
-                    .iter()
-                    .map(|p| format!("(?:{p})"))
-                    .collect::<Vec<_>>()
-                    .join("|");
-                let any = RegexBuilder::new(&joined)
-                    .case_insensitive(true)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .dfa_size_limit(DFA_CACHE_LIMIT)
-                    .build()
+                let joined = alternation(lines(&text));
+                let any = Matcher::one(&joined, true, REGEX_SIZE_LIMIT, DFA_CACHE_LIMIT)
                     .map_err(|e| err(file_key.as_str(), format!("generic patterns: {e}")))?;
                 let unless = RegexSetBuilder::new(&g.unless)
                     .case_insensitive(true)
