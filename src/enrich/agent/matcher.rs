@@ -32,7 +32,7 @@ impl Matcher {
         case_insensitive: bool,
         size_limit: usize,
         cache_bytes: usize,
-    ) -> Result<Matcher, BuildError> {
+    ) -> Result<Matcher, Box<BuildError>> {
         let config = config(size_limit, cache_bytes).match_kind(MatchKind::LeftmostFirst);
         Matcher::build(&[pattern], case_insensitive, config, false)
     }
@@ -43,7 +43,7 @@ impl Matcher {
         case_insensitive: bool,
         size_limit: usize,
         cache_bytes: usize,
-    ) -> Result<Matcher, BuildError> {
+    ) -> Result<Matcher, Box<BuildError>> {
         let config = config(size_limit, cache_bytes)
             .match_kind(MatchKind::All)
             .which_captures(WhichCaptures::None);
@@ -55,7 +55,7 @@ impl Matcher {
         case_insensitive: bool,
         config: meta::Config,
         set: bool,
-    ) -> Result<Matcher, BuildError> {
+    ) -> Result<Matcher, Box<BuildError>> {
         let re = meta::Builder::new()
             .configure(config)
             .syntax(
@@ -63,7 +63,8 @@ impl Matcher {
                     .utf8(true)
                     .case_insensitive(case_insensitive),
             )
-            .build_many(patterns)?;
+            .build_many(patterns)
+            .map_err(Box::new)?;
         let cache = Mutex::new(re.create_cache());
         Ok(Matcher { re, cache, set })
     }

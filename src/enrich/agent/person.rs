@@ -140,7 +140,7 @@ pub(super) fn lines(text: &str) -> impl Iterator<Item = &str> {
 /// Vendored pattern data that does not compile: which list, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}: {1}")]
-pub(crate) struct DataError(&'static str, regex_automata::meta::BuildError);
+pub(crate) struct DataError(&'static str, Box<regex_automata::meta::BuildError>);
 
 impl Person {
     /// `generic` is the generic pattern list (Rust syntax, one a line).
