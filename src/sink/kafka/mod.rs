@@ -151,6 +151,12 @@ pub struct SinkState {
     pub replay: ReplayBook,
     /// Tells the replay thread to stop; written by shutdown.
     pub stop: AtomicBool,
+    /// Live records handed to librdkafka whose delivery report has not
+    /// been served: up when the producing thread sends one, down in the
+    /// delivery callback. librdkafka's own out-queue length also counts
+    /// waiting reports of other kinds (statistics, errors), which the
+    /// producing thread serves between batches.
+    pub live_in_flight: AtomicUsize,
 }
 
 /// Creates and removes a file in `dir`.
@@ -222,6 +228,7 @@ impl KafkaSink {
             spool: SpoolStatus::new(events),
             replay: ReplayBook::default(),
             stop: AtomicBool::new(false),
+            live_in_flight: AtomicUsize::new(0),
         });
         let (spool_tx, spool_rx) = mpsc::sync_channel(cfg.spool_queue_capacity);
         let cc = client_config(cfg);
@@ -311,10 +318,8 @@ impl Sink for KafkaSink {
     fn pending(&self) -> usize {
         // A replayed record in flight is still in its spool segment:
         // counted there, not again as librdkafka's.
-        let in_flight = (self.producer.load().in_flight_count().max(0) as usize)
-            .saturating_sub(self.shared.replay.in_flight.load(Ordering::Relaxed));
         self.intake.pending()
-            + in_flight
+            + self.shared.live_in_flight.load(Ordering::Relaxed)
             + self.shared.spool.queued.load(Ordering::Relaxed)
             + self.shared.spool.events.load(Ordering::Relaxed)
     }

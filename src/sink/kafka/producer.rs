@@ -172,6 +172,11 @@ impl ProducerContext for Callbacks {
                 false
             }
         };
+        if tag == Tag::Live {
+            // After the record is counted where it went (delivered,
+            // dropped, or queued for the spool): never counted nowhere.
+            self.shared.live_in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Tag::Replayed { attempt, index } = tag {
             self.shared.replay.in_flight.fetch_sub(1, Ordering::Relaxed);
             let outcome = match (ok, refused) {
@@ -328,6 +333,10 @@ impl Feeder {
             let Some(b) = self.bind(bound) else {
                 return self.to_spool(spool_record(event, key, &headers, json));
             };
+            // Counted before the send: its report may be served (by
+            // shutdown's flush) before `send` returns.
+            let in_flight = &self.shared.live_in_flight;
+            in_flight.fetch_add(1, Ordering::Relaxed);
             match b.send(
                 key.as_bytes(),
                 json,
@@ -336,8 +345,11 @@ impl Feeder {
                 Tag::Live.pack(),
             ) {
                 Ok(()) => return,
-                Err(RDKafkaErrorCode::QueueFull) => {}
+                Err(RDKafkaErrorCode::QueueFull) => {
+                    in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
                 Err(code) => {
+                    in_flight.fetch_sub(1, Ordering::Relaxed);
                     let e = KafkaError::MessageProduction(code);
                     self.shared.connectivity.set_degraded(Trouble::Refusing, &e)
                 }
