@@ -74,7 +74,7 @@ impl Matcher {
         if self.set {
             // A leftmost search means nothing to a set built to report
             // every match: ask which match, as `RegexSet` does.
-            return self.matches(haystack).next().is_some();
+            return !self.pattern_set(haystack).is_empty();
         }
         let input = Input::new(haystack).earliest(true);
         self.re
@@ -84,13 +84,18 @@ impl Matcher {
 
     /// Which patterns match somewhere in `haystack`, by index.
     pub(crate) fn matches(&self, haystack: &str) -> impl Iterator<Item = usize> {
-        let mut set = PatternSet::new(self.re.pattern_len());
-        self.re
-            .which_overlapping_matches_with(&mut self.cache(), &Input::new(haystack), &mut set);
+        let set = self.pattern_set(haystack);
         set.iter()
             .map(|p| p.as_usize())
             .collect::<Vec<_>>()
             .into_iter()
+    }
+
+    fn pattern_set(&self, haystack: &str) -> PatternSet {
+        let mut set = PatternSet::new(self.re.pattern_len());
+        self.re
+            .which_overlapping_matches_with(&mut self.cache(), &Input::new(haystack), &mut set);
+        set
     }
 
     fn cache(&self) -> MutexGuard<'_, meta::Cache> {

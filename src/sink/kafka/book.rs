@@ -1,7 +1,6 @@
 //! What replays have delivered: each spooled record's progress across
 //! attempts, and the reports of the attempt in flight.
 
-use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
 
 use super::wire::Outcome;
@@ -113,9 +112,6 @@ struct Attempt {
 #[derive(Default)]
 pub struct ReplayBook {
     current: Mutex<Option<Attempt>>,
-    /// Replayed records librdkafka holds (sent, no report yet), of any
-    /// attempt: they are in the spool too, and counted once as pending.
-    pub in_flight: AtomicUsize,
     /// The progress of a segment whose replay the stop interrupted; its
     /// attempt stays current so the final flush's reports still settle it.
     parked: Mutex<Option<(Progress, u64)>>,

@@ -2,6 +2,7 @@
 //! that feeds it from the intake, by topic handle ([`Bound`]). The record
 //! format is in [`super::wire`].
 
+use std::cell::RefCell;
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::ops::ControlFlow;
 use std::ptr::NonNull;
@@ -178,7 +179,6 @@ impl ProducerContext for Callbacks {
             self.shared.live_in_flight.fetch_sub(1, Ordering::Relaxed);
         }
         if let Tag::Replayed { attempt, index } = tag {
-            self.shared.replay.in_flight.fetch_sub(1, Ordering::Relaxed);
             let outcome = match (ok, refused) {
                 (true, _) => Outcome::Delivered,
                 (false, true) => Outcome::Refused,
@@ -268,8 +268,8 @@ impl Feeder {
         let mut json = Vec::with_capacity(1024);
         // The topic's handle in the current producer, made again when the
         // producer is replaced.
-        let mut bound: Option<Bound> = None;
-        let bound = std::cell::RefCell::new(&mut bound);
+        // (Shared by the two callbacks below, one at a time.)
+        let bound: RefCell<Option<Bound>> = RefCell::new(None);
         in_batches_ticking(
             &rx,
             FEED_BATCH,

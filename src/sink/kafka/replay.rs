@@ -337,20 +337,15 @@ impl Replayer {
                     .payload(&rec.payload[..])
                     .timestamp(rec.ts_ms)
                     .headers(h);
-                // Counted before the send: its report may come back first.
-                let in_flight = &self.shared.replay.in_flight;
-                in_flight.fetch_add(1, Ordering::Relaxed);
                 match producer.send(r) {
                     Ok(()) => {
                         sent += 1;
                         break;
                     }
                     Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                        in_flight.fetch_sub(1, Ordering::Relaxed);
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Err((e, _)) => {
-                        in_flight.fetch_sub(1, Ordering::Relaxed);
                         self.shared
                             .connectivity
                             .set_degraded(Trouble::NotAcknowledging, format!("replay: {e}"));
