@@ -535,6 +535,19 @@ async fn a_full_spool_drops_the_newest_and_the_books_balance() {
         .map(|m| value(m)["event_id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids.len() as f64, delivered, "distinct events in the topic");
+    // Live events now go straight to Kafka; once delivered, none is left
+    // counted as pending.
+    opens(&p.url(""), "after", 20).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = p.metrics().await;
+        if metric(&m, "trackedge_events_delivered_total") == delivered + 20.0 {
+            assert_eq!(metric(&m, "trackedge_sink_queue_events"), 0.0, "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not delivered: {m}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(p.signal("TERM"), Some(0));
 }
 
